@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the external QUIC/HTTP/3 peers used by the interop tests (Debian packages), if missing.
+set -euo pipefail
+
+packages=()
+# Filled in as interop tests arrive: ngtcp2-client ngtcp2-server chromium tshark
+for p in "${PEER_PACKAGES[@]:-}"; do
+  [ -n "$p" ] || continue
+  dpkg -s "$p" >/dev/null 2>&1 || packages+=("$p")
+done
+
+if [ ${#packages[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${packages[@]}"
+fi
