@@ -1,0 +1,80 @@
+using KestrelQuic.PacketProtection;
+
+namespace KestrelQuic.Connection;
+
+/// <summary>
+/// 1-RTT keys across key updates (RFC 9001 §6): current read/write keys and key phase, the next read keys
+/// (precomputed so a peer-initiated update is detected by trial decryption), and the previous read keys kept
+/// for a while so reordered packets of the old phase still decrypt.
+/// </summary>
+internal sealed class OneRttKeys : IDisposable
+{
+    public OneRttKeys(PacketProtectionKeys read, PacketProtectionKeys write)
+    {
+        CurrentRead = read;
+        CurrentWrite = write;
+        NextRead = read.NextKeyPhase();
+    }
+
+    public PacketProtectionKeys CurrentRead { get; private set; }
+
+    public PacketProtectionKeys CurrentWrite { get; private set; }
+
+    public PacketProtectionKeys NextRead { get; private set; }
+
+    public PacketProtectionKeys? PreviousRead { get; private set; }
+
+    /// <summary>When <see cref="PreviousRead"/> is discarded (three PTOs after the update, RFC 9001 §6.5).</summary>
+    public long PreviousReadDiscardTime { get; private set; } = long.MaxValue;
+
+    /// <summary>The current key phase bit.</summary>
+    public bool KeyPhase { get; private set; }
+
+    /// <summary>Number of key updates so far.</summary>
+    public int Generation { get; private set; }
+
+    /// <summary>First packet number sent with the current write keys; an update may only start once a packet of the current phase was acknowledged (RFC 9001 §6.1).</summary>
+    public long FirstPacketNumberInPhase { get; set; } = -1;
+
+    /// <summary>True once a packet sent in the current phase was acknowledged.</summary>
+    public bool CurrentPhaseAcknowledged { get; set; }
+
+    /// <summary>Smallest packet number received in the current phase (packets below it with the other phase bit use the previous keys).</summary>
+    public long FirstReceivedInPhase { get; set; } = long.MaxValue;
+
+    /// <summary>Moves to the next key phase for both directions.</summary>
+    public void Update(long now, long discardDelay)
+    {
+        PreviousRead?.Dispose();
+        PreviousRead = CurrentRead;
+        PreviousReadDiscardTime = now + discardDelay;
+        CurrentRead = NextRead;
+        NextRead = CurrentRead.NextKeyPhase();
+        PacketProtectionKeys oldWrite = CurrentWrite;
+        CurrentWrite = oldWrite.NextKeyPhase();
+        oldWrite.Dispose();
+        KeyPhase = !KeyPhase;
+        Generation++;
+        FirstPacketNumberInPhase = -1;
+        CurrentPhaseAcknowledged = false;
+        FirstReceivedInPhase = long.MaxValue;
+    }
+
+    public void DiscardPreviousIfDue(long now)
+    {
+        if (PreviousRead is not null && now >= PreviousReadDiscardTime)
+        {
+            PreviousRead.Dispose();
+            PreviousRead = null;
+            PreviousReadDiscardTime = long.MaxValue;
+        }
+    }
+
+    public void Dispose()
+    {
+        CurrentRead.Dispose();
+        CurrentWrite.Dispose();
+        NextRead.Dispose();
+        PreviousRead?.Dispose();
+    }
+}

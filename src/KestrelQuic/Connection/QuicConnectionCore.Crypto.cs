@@ -1,0 +1,225 @@
+using KestrelQuic.Crypto;
+using KestrelQuic.PacketProtection;
+using KestrelQuic.Parameters;
+using KestrelQuic.Protocol;
+using KestrelQuic.Tls;
+
+namespace KestrelQuic.Connection;
+
+internal sealed partial class QuicConnectionCore
+{
+    private byte[]? _pendingOneRttReadSecret;
+    private byte[]? _pendingOneRttWriteSecret;
+    private CipherSuite _oneRttSuite;
+    private bool _peerParametersApplied;
+    private bool _sessionTicketSent;
+
+    /// <summary>Bridges the TLS state machine to this connection (kept separate so the callbacks are not public API of the connection).</summary>
+    private sealed class TlsHost : ITlsHandshakeHost
+    {
+        private readonly QuicConnectionCore _c;
+
+        public TlsHost(QuicConnectionCore c) => _c = c;
+
+        public void OnHandshakeData(EncryptionLevel level, ReadOnlySpan<byte> data)
+        {
+            PacketNumberSpaceState s = _c._spaces[(int)level.ToSpace()];
+            if (!s.Discarded) s.CryptoSend.Write(data);
+        }
+
+        public void OnSecret(EncryptionLevel level, TrafficDirection direction, CipherSuite suite, ReadOnlySpan<byte> secret)
+            => _c.InstallSecret(level, direction, suite, secret);
+
+        public void OnSessionTicket(TlsSessionTicket ticket) => _c.OnSessionTicket(ticket);
+    }
+
+    private void InstallSecret(EncryptionLevel level, TrafficDirection direction, CipherSuite suite, ReadOnlySpan<byte> secret)
+    {
+        bool read = direction == TrafficDirection.Read;
+        switch (level)
+        {
+            case EncryptionLevel.Handshake:
+                PacketNumberSpaceState hs = _spaces[1];
+                if (read) hs.ReadKeys = PacketProtectionKeys.FromSecret(suite, secret, _version);
+                else hs.WriteKeys = PacketProtectionKeys.FromSecret(suite, secret, _version);
+                break;
+            case EncryptionLevel.ZeroRtt:
+                if (read) _zeroRttReadKeys = PacketProtectionKeys.FromSecret(suite, secret, _version);
+                else _zeroRttWriteKeys = PacketProtectionKeys.FromSecret(suite, secret, _version);
+                break;
+            case EncryptionLevel.OneRtt:
+                // Read and write secrets arrive separately; the key set needs both (key updates move them together).
+                _oneRttSuite = suite;
+                if (read) _pendingOneRttReadSecret = secret.ToArray();
+                else _pendingOneRttWriteSecret = secret.ToArray();
+                if (_pendingOneRttReadSecret is not null && _pendingOneRttWriteSecret is not null && _oneRttKeys is null)
+                {
+                    _oneRttKeys = new OneRttKeys(
+                        PacketProtectionKeys.FromSecret(suite, _pendingOneRttReadSecret, _version),
+                        PacketProtectionKeys.FromSecret(suite, _pendingOneRttWriteSecret, _version));
+                    System.Security.Cryptography.CryptographicOperations.ZeroMemory(_pendingOneRttReadSecret);
+                    System.Security.Cryptography.CryptographicOperations.ZeroMemory(_pendingOneRttWriteSecret);
+                }
+
+                break;
+        }
+    }
+
+    /// <summary>1-RTT write keys are usable: either the full key set exists, or (server, RFC 9001 §4.1.4) only the write half so far.</summary>
+    private PacketProtectionKeys? OneRttWriteKeysForSending()
+    {
+        if (_oneRttKeys is not null) return _oneRttKeys.CurrentWrite;
+        if (_pendingOneRttWriteSecret is not null && IsServer)
+        {
+            // Server: may send 1-RTT (e.g. 0.5-RTT data) before it can read 1-RTT. Build the key set lazily once the read secret arrives.
+            _halfRttWriteKeys ??= PacketProtectionKeys.FromSecret(_oneRttSuite, _pendingOneRttWriteSecret, _version);
+            return _halfRttWriteKeys;
+        }
+
+        return null;
+    }
+
+    private PacketProtectionKeys? _halfRttWriteKeys;
+
+    /// <summary>Acts on what the TLS state machine learned: peer transport parameters, completion, 0-RTT.</summary>
+    private void AfterTlsProgress(long now)
+    {
+        if (!_peerParametersApplied && _tls.PeerTransportParameters is byte[] raw)
+        {
+            _peerParametersApplied = true;
+            if (!TransportParameters.TryDecode(raw, sentByServer: IsClient, out TransportParameters? peer, out TransportError error) || !ValidatePeerParameters(peer!, out error))
+            {
+                CloseWithError(error, now);
+                return;
+            }
+
+            _peerParameters = peer;
+            ApplyPeerParameters(peer!);
+        }
+
+        if (_halfRttWriteKeys is not null && _oneRttKeys is not null)
+        {
+            _halfRttWriteKeys.Dispose();
+            _halfRttWriteKeys = null;
+        }
+
+        if (!_handshakeComplete && _tls.IsHandshakeComplete)
+        {
+            _handshakeComplete = true;
+            State = ConnectionState.Established;
+            Emit(ConnectionEventKind.HandshakeCompleted);
+            if (_tls.EarlyData == EarlyDataStatus.Rejected && IsClient)
+            {
+                // RFC 9001 §4.6.2: everything sent in 0-RTT is lost; resend it in 1-RTT.
+                RequeueZeroRttData();
+                _zeroRttWriteKeys?.Dispose();
+                _zeroRttWriteKeys = null;
+            }
+
+            if (IsServer)
+            {
+                // RFC 9001 §4.1.2: the server's handshake is confirmed when it completes.
+                _handshakeDonePending = true;
+                OnHandshakeConfirmed(now);
+                if (!_sessionTicketSent)
+                {
+                    _sessionTicketSent = true;
+                    _tls.SendSessionTicket(CreateTicketApplicationData());
+                }
+            }
+        }
+
+        // Client: RFC 9001 §4.9.1 — Initial keys are dropped when the first Handshake packet is sent (done in the send path).
+        ReprocessUndecryptable(now);
+    }
+
+    private bool ValidatePeerParameters(TransportParameters peer, out TransportError error)
+    {
+        error = default;
+        const ulong tpError = 0;
+        // RFC 9000 §7.3: authenticate the connection IDs used during the handshake.
+        byte[]? peerScid = _connectionIds.ActivePeer?.ConnectionId;
+        if (peer.InitialSourceConnectionId is null || (peerScid is not null && !peer.InitialSourceConnectionId.AsSpan().SequenceEqual(peerScid)))
+        {
+            error = new TransportError(TransportErrorCode.TransportParameterError, tpError, "initial_source_connection_id mismatch");
+            return false;
+        }
+
+        if (IsClient)
+        {
+            if (peer.OriginalDestinationConnectionId is null || !peer.OriginalDestinationConnectionId.AsSpan().SequenceEqual(_originalDestinationConnectionId))
+            {
+                error = new TransportError(TransportErrorCode.TransportParameterError, tpError, "original_destination_connection_id mismatch");
+                return false;
+            }
+
+            bool retryMatches = _receivedRetry
+                ? peer.RetrySourceConnectionId is not null && peer.RetrySourceConnectionId.AsSpan().SequenceEqual(_retrySourceConnectionId)
+                : peer.RetrySourceConnectionId is null;
+            if (!retryMatches)
+            {
+                error = new TransportError(TransportErrorCode.TransportParameterError, tpError, "retry_source_connection_id mismatch");
+                return false;
+            }
+
+            // RFC 9368 §4: the server's chosen version must be the one in use.
+            if (peer.VersionInformation is { } vi && vi.ChosenVersion != _version)
+            {
+                error = new TransportError(TransportErrorCode.VersionNegotiationError, tpError, "version_information chosen version mismatch");
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private void ApplyPeerParameters(TransportParameters peer)
+    {
+        if (peer.StatelessResetToken is { } token) _connectionIds.SetInitialPeerResetToken(token);
+        ulong peerIdle = peer.MaxIdleTimeout;
+        if (peerIdle > 0)
+        {
+            long peerTicks = (long)Math.Min(peerIdle, (ulong)(long.MaxValue / TicksPerMillisecond)) * TicksPerMillisecond;
+            _idleTimeoutTicks = _idleTimeoutTicks == 0 ? peerTicks : Math.Min(_idleTimeoutTicks, peerTicks);
+        }
+
+        ApplyPeerStreamParameters(peer);
+        if (_handshakeConfirmed) _connectionIds.IssueLocalIds((int)Math.Min(8, peer.ActiveConnectionIdLimit));
+    }
+
+    private void OnSessionTicket(TlsSessionTicket ticket)
+    {
+        // Remember what 0-RTT needs (RFC 9000 §7.4.1): the server's transport parameters.
+        if (_peerParameters is not null) ticket.QuicData = _peerParameters.Encode();
+        Emit(ConnectionEventKind.SessionTicketReceived, data: ticket.Serialize());
+    }
+
+    /// <summary>What the server wants back when a ticket is used: its transport parameters, to judge 0-RTT compatibility.</summary>
+    private byte[] CreateTicketApplicationData() => _localParameters.Encode();
+
+    /// <summary>Server: 0-RTT is only accepted if the limits remembered in the ticket are not above the current ones (RFC 9000 §7.4.1).</summary>
+    internal bool IsEarlyDataCompatible(ReadOnlySpan<byte> ticketApplicationData)
+    {
+        if (!_config.EnableEarlyData) return false;
+        if (!TransportParameters.TryDecode(ticketApplicationData, sentByServer: true, out TransportParameters? remembered, out _) || remembered is null) return false;
+        TransportParameters now = _localParameters;
+        return remembered.InitialMaxData <= now.InitialMaxData
+            && remembered.InitialMaxStreamDataBidiLocal <= now.InitialMaxStreamDataBidiLocal
+            && remembered.InitialMaxStreamDataBidiRemote <= now.InitialMaxStreamDataBidiRemote
+            && remembered.InitialMaxStreamDataUni <= now.InitialMaxStreamDataUni
+            && remembered.InitialMaxStreamsBidi <= now.InitialMaxStreamsBidi
+            && remembered.InitialMaxStreamsUni <= now.InitialMaxStreamsUni
+            && (remembered.MaxDatagramFrameSize ?? 0) <= (now.MaxDatagramFrameSize ?? 0);
+    }
+
+    /// <summary>Client resuming with 0-RTT: flow-control limits come from the remembered server parameters (RFC 9000 §7.4.1).</summary>
+    private void ApplyRememberedParametersForEarlyData()
+    {
+        if (!_config.EnableEarlyData || _config.SessionTicket is null) return;
+        if (!TlsSessionTicket.TryDeserialize(_config.SessionTicket, out TlsSessionTicket? ticket) || ticket?.QuicData is null) return;
+        if (TransportParameters.TryDecode(ticket.QuicData, sentByServer: true, out TransportParameters? remembered, out _) && remembered is not null)
+        {
+            ApplyPeerStreamParameters(remembered);
+        }
+    }
+}

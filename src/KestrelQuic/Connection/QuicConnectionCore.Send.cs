@@ -1,0 +1,726 @@
+using System.Net;
+using KestrelQuic.Frames;
+using KestrelQuic.PacketProtection;
+using KestrelQuic.Packets;
+using KestrelQuic.Protocol;
+using KestrelQuic.Recovery;
+using KestrelQuic.Streams;
+using KestrelQuic.Wire;
+
+namespace KestrelQuic.Connection;
+
+internal sealed partial class QuicConnectionCore
+{
+    private const int MinimumInitialDatagramSize = 1200;
+    private const int TagLength = 16;
+
+    private readonly PendingPacket[] _pendingPackets = new PendingPacket[4];
+    private long? _pacingWakeup;
+
+    /// <summary>A packet assembled in the datagram buffer but not yet sealed (so the last one can still be padded).</summary>
+    private struct PendingPacket
+    {
+        public int Start;
+        public int PacketNumberOffset;
+        public int PacketNumberLength;
+        public int PayloadLength;
+        public int LengthFieldOffset; // -1 for short headers
+        public PacketProtectionKeys Keys;
+        public SentPacket Sent;
+        public PacketType Type;
+
+        public readonly int PayloadStart => PacketNumberOffset + PacketNumberLength;
+
+        public readonly int End => PayloadStart + PayloadLength + TagLength;
+    }
+
+    /// <summary>The largest UDP payload usable on the current path.</summary>
+    private int MaxDatagramSizeForPath()
+    {
+        int max = _config.MaxDatagramSize;
+        if (_peerParameters is not null && _peerParameters.MaxUdpPayloadSize < (ulong)max) max = (int)_peerParameters.MaxUdpPayloadSize;
+        return max;
+    }
+
+    /// <summary>
+    /// Writes the next datagram to send into <paramref name="buffer"/> and returns its length, or 0 when there is
+    /// nothing to send now (check <see cref="NextTimeout"/>). Call repeatedly until it returns 0.
+    /// </summary>
+    public int PollDatagram(Span<byte> buffer, long now, out EndPoint? destination)
+    {
+        destination = _pathChallengeDestination ?? RemoteAddress;
+        if (State is ConnectionState.Closed or ConnectionState.Draining) return 0;
+        if (State == ConnectionState.Closing)
+        {
+            if (!_closeFramePending) return 0;
+            _closeFramePending = false;
+            _lastCloseSentTime = now;
+            int closeLength = BuildDatagram(buffer, now, closing: true);
+            return closeLength;
+        }
+
+        _oneRttKeys?.DiscardPreviousIfDue(now);
+        int length = BuildDatagram(buffer, now, closing: false);
+        if (length == 0) _pathChallengeDestination = null;
+        return length;
+    }
+
+    private int BuildDatagram(Span<byte> buffer, long now, bool closing)
+    {
+        long budget = AmplificationBudget();
+        int max = (int)Math.Min(Math.Min(buffer.Length, MaxDatagramSizeForPath()), budget);
+        if (max < 64) return 0; // amplification-limited (RFC 9000 §8.1) or no room
+
+        bool pacingBlocked = false;
+        if (!closing && _pacer.GetNextSendTime(now, _congestion.CongestionWindow, _rtt.SmoothedRtt, max) is long next && next > now)
+        {
+            pacingBlocked = true;
+            _pacingWakeup = next;
+        }
+
+        int count = 0;
+        int offset = 0;
+        bool needsPadding = false;
+
+        for (int level = 0; level < 4 && count < _pendingPackets.Length; level++)
+        {
+            PacketType type;
+            PacketNumberSpaceState space;
+            PacketProtectionKeys? keys;
+            switch (level)
+            {
+                case 0:
+                    type = PacketType.Initial;
+                    space = _spaces[0];
+                    keys = space.WriteKeys;
+                    break;
+                case 1:
+                    type = PacketType.Handshake;
+                    space = _spaces[1];
+                    keys = space.WriteKeys;
+                    break;
+                case 2:
+                    // 0-RTT only while 1-RTT keys are not available (client).
+                    type = PacketType.ZeroRtt;
+                    space = _spaces[2];
+                    keys = IsClient && _oneRttKeys is null && !closing ? _zeroRttWriteKeys : null;
+                    break;
+                default:
+                    type = PacketType.OneRtt;
+                    space = _spaces[2];
+                    keys = OneRttWriteKeysForSending();
+                    // The server must not send 1-RTT before the handshake completes, except 0.5-RTT data; keep it simple: only after the client's Finished, or a close.
+                    if (IsServer && !_handshakeComplete && !closing) keys = null;
+                    break;
+            }
+
+            if (keys is null || space.Discarded) continue;
+            int room = max - offset;
+            if (room < 48) break;
+
+            ref PendingPacket p = ref _pendingPackets[count];
+            if (!TryAssemblePacket(buffer.Slice(offset, room), offset, type, space, keys, now, closing, pacingBlocked, ref p))
+            {
+                continue;
+            }
+
+            if (type == PacketType.Initial && (IsClient || p.Sent.AckEliciting)) needsPadding = true;
+            offset = p.End;
+            count++;
+        }
+
+        if (count == 0) return 0;
+
+        // RFC 9000 §14.1: datagrams carrying (client) or ack-eliciting (server) Initial packets are at least 1200 bytes.
+        // Pad inside the last packet with PADDING frames (zero bytes), which is allowed in every packet type.
+        if (needsPadding && offset < MinimumInitialDatagramSize)
+        {
+            ref PendingPacket last = ref _pendingPackets[count - 1];
+            int extra = Math.Min(MinimumInitialDatagramSize, max) - offset;
+            if (extra > 0)
+            {
+                buffer.Slice(last.Start + last.PayloadStart + last.PayloadLength, extra).Clear();
+                last.PayloadLength += extra;
+                offset += extra;
+            }
+        }
+
+        for (int i = 0; i < count; i++)
+        {
+            ref PendingPacket p = ref _pendingPackets[i];
+            Span<byte> packet = buffer.Slice(p.Start, p.End - p.Start);
+            if (p.LengthFieldOffset >= 0)
+            {
+                PacketHeaderWriter.SetLength(packet, p.LengthFieldOffset, p.PacketNumberLength + p.PayloadLength + TagLength);
+            }
+
+            int protectedLength = PacketProtector.Protect(p.Keys, packet, p.PacketNumberOffset, p.PacketNumberLength, p.PayloadLength, p.Sent.PacketNumber);
+            p.Sent.SentBytes = protectedLength;
+            p.Sent.TimeSent = now;
+            OnPacketSent(ref p, now);
+            p.Keys = null!;
+            p.Sent = null!;
+        }
+
+        Statistics.DatagramsSent++;
+        Statistics.BytesSent += offset;
+        _bytesSentOnPath += offset;
+        _loss.SetLossDetectionTimer(LossContext, now);
+        return offset;
+    }
+
+    private void OnPacketSent(ref PendingPacket p, long now)
+    {
+        SentPacket sent = p.Sent;
+        Statistics.PacketsSent++;
+        PacketNumberSpaceState space = _spaces[(int)sent.Space];
+        space.NextPacketNumber = sent.PacketNumber + 1;
+        if (p.Type == PacketType.OneRtt && _oneRttKeys is not null && _oneRttKeys.FirstPacketNumberInPhase < 0)
+        {
+            _oneRttKeys.FirstPacketNumberInPhase = sent.PacketNumber;
+        }
+
+        if (sent.InFlight)
+        {
+            _pacer.OnPacketSent(now, sent.SentBytes, _congestion.CongestionWindow, _rtt.SmoothedRtt);
+        }
+
+        _loss.OnPacketSent(sent, now);
+        if (sent.AckEliciting)
+        {
+            if (!_ackElicitingSentSinceReceive) ResetIdleTimer(now);
+            _ackElicitingSentSinceReceive = true;
+        }
+
+        // RFC 9001 §4.9.1: a client discards Initial keys when it first sends a Handshake packet.
+        if (IsClient && p.Type == PacketType.Handshake) DiscardSpace(PacketNumberSpace.Initial, now);
+    }
+
+    private bool TryAssemblePacket(Span<byte> dest, int start, PacketType type, PacketNumberSpaceState space, PacketProtectionKeys keys, long now, bool closing, bool pacingBlocked, ref PendingPacket p)
+    {
+        long pn = space.NextPacketNumber;
+        long largestAcked = _loss.LargestAcknowledged(space.Space);
+        int pnLength = PacketNumberEncoding.GetLength(pn, largestAcked);
+        byte[] dcid = _connectionIds.ActivePeer?.ConnectionId ?? Array.Empty<byte>();
+        bool fixedBit = !(_peerParameters?.GreaseQuicBit ?? false) || (pn & 1) == 0;
+
+        int headerLength;
+        int pnOffset;
+        int lengthFieldOffset = -1;
+        if (type == PacketType.OneRtt)
+        {
+            headerLength = PacketHeaderWriter.WriteShortHeader(dest, dcid, spinBit: false, _oneRttKeys?.KeyPhase ?? false, pn, pnLength, out pnOffset, fixedBit);
+        }
+        else
+        {
+            ReadOnlySpan<byte> token = type == PacketType.Initial && IsClient ? _token : default;
+            byte[] scid = _localParameters.InitialSourceConnectionId!;
+            headerLength = PacketHeaderWriter.WriteLongHeader(dest, type, _version, dcid, scid, token, pn, pnLength, out lengthFieldOffset, out pnOffset, fixedBit: true);
+        }
+
+        int payloadCapacity = dest.Length - headerLength - TagLength;
+        if (payloadCapacity < 24) return false;
+
+        SentPacket sent = _loss.RentPacket();
+        sent.PacketNumber = pn;
+        sent.Space = space.Space;
+        sent.LargestAcknowledgedInPacket = -1;
+
+        var w = new SpanWriter(dest.Slice(headerLength, payloadCapacity));
+        bool ackEliciting;
+        if (closing)
+        {
+            WriteCloseFrame(ref w, type);
+            ackEliciting = false;
+        }
+        else
+        {
+            bool probe = space.ProbesPending > 0;
+            bool congestionBlocked = !probe && (pacingBlocked || _congestion.BytesInFlight + dest.Length > _congestion.CongestionWindow);
+            ackEliciting = WriteFrames(ref w, type, space, sent, now, congestionBlocked, probe);
+            if (probe && ackEliciting) space.ProbesPending--;
+        }
+
+        if (w.Position == 0)
+        {
+            _loss.ReturnPacket(sent);
+            return false;
+        }
+
+        // Header protection samples 16 bytes starting 4 bytes after the packet number (RFC 9001 §5.4.2).
+        int minimumPayload = 4 - pnLength;
+        while (w.Position < minimumPayload) w.WriteByte(0);
+
+        sent.AckEliciting = ackEliciting;
+        sent.InFlight = ackEliciting || closing == false && w.Position > 0 && ContainsPadding(sent);
+        p.Start = start;
+        p.PacketNumberOffset = pnOffset;
+        p.PacketNumberLength = pnLength;
+        p.PayloadLength = w.Position;
+        p.LengthFieldOffset = lengthFieldOffset;
+        p.Keys = keys;
+        p.Sent = sent;
+        p.Type = type;
+        return true;
+    }
+
+    private static bool ContainsPadding(SentPacket sent) => false;
+
+    private void WriteCloseFrame(ref SpanWriter w, PacketType type)
+    {
+        // RFC 9000 §10.2.3: an application close must not reveal application state before 1-RTT: send APPLICATION_ERROR instead.
+        string reason = _pendingCloseReason.Length > 64 ? _pendingCloseReason[..64] : _pendingCloseReason;
+        byte[] reasonBytes = System.Text.Encoding.UTF8.GetBytes(reason);
+        if (_pendingCloseIsApplication && type is PacketType.OneRtt)
+        {
+            FrameWriter.WriteApplicationClose(ref w, _pendingApplicationCloseCode, reasonBytes);
+        }
+        else if (_pendingCloseIsApplication)
+        {
+            FrameWriter.WriteConnectionClose(ref w, (ulong)TransportErrorCode.ApplicationError, 0, ReadOnlySpan<byte>.Empty);
+        }
+        else
+        {
+            TransportError e = _pendingLocalError!.Value;
+            FrameWriter.WriteConnectionClose(ref w, (ulong)e.Code, e.FrameType, type is PacketType.OneRtt ? reasonBytes : ReadOnlySpan<byte>.Empty);
+        }
+    }
+
+    /// <summary>Test hook: the next 1-RTT packet carries exactly these bytes as its payload (to exercise a peer's frame validation).</summary>
+    internal void InjectRawFrames(byte[] payload) => _injectedFrames = payload;
+
+    private byte[]? _injectedFrames;
+
+    /// <summary>Fills the payload of one packet; returns whether it is ack-eliciting.</summary>
+    private bool WriteFrames(ref SpanWriter w, PacketType type, PacketNumberSpaceState space, SentPacket sent, long now, bool congestionBlocked, bool probe)
+    {
+        bool ackEliciting = false;
+        bool isOneRtt = type == PacketType.OneRtt;
+        bool isZeroRtt = type == PacketType.ZeroRtt;
+        if (isOneRtt && _injectedFrames is byte[] injected && w.Remaining >= injected.Length)
+        {
+            _injectedFrames = null;
+            w.WriteBytes(injected);
+            return true;
+        }
+
+        // 1. ACK, when due (0-RTT packets cannot carry ACK).
+        bool ackWritten = false;
+        if (!isZeroRtt && space.Ack.HasUnacknowledged && space.Ack.ShouldSendAck(now))
+        {
+            ackWritten = WriteAck(ref w, space, sent, now);
+        }
+
+        if (congestionBlocked)
+        {
+            return false;
+        }
+
+        // 2. CRYPTO.
+        if (!isZeroRtt)
+        {
+            ackEliciting |= WriteCryptoFrames(ref w, space, sent);
+        }
+
+        if (space.Space == PacketNumberSpace.ApplicationData)
+        {
+            if (isOneRtt && _handshakeDonePending && IsServer && w.Remaining >= 1)
+            {
+                FrameWriter.WriteHandshakeDone(ref w);
+                sent.AddFrame(new SentFrame { Kind = FrameKind.HandshakeDone });
+                _handshakeDonePending = false;
+                ackEliciting = true;
+            }
+
+            ackEliciting |= WriteControlFrames(ref w, isOneRtt, sent, now);
+            ackEliciting |= WriteDatagramFrames(ref w, sent);
+            ackEliciting |= WriteStreamFrames(ref w, sent, now);
+        }
+
+        if (_pingsRequested > 0 && !isZeroRtt && w.Remaining >= 1 && (isOneRtt || space.Space != PacketNumberSpace.ApplicationData))
+        {
+            FrameWriter.WritePing(ref w);
+            sent.AddFrame(new SentFrame { Kind = FrameKind.Ping, Value = 1 });
+            _pingsRequested--;
+            ackEliciting = true;
+        }
+
+        if (probe && !ackEliciting && w.Remaining >= 1)
+        {
+            FrameWriter.WritePing(ref w);
+            sent.AddFrame(new SentFrame { Kind = FrameKind.Ping });
+            ackEliciting = true;
+        }
+
+        // Piggyback an ACK on anything we send anyway.
+        if (!ackWritten && !isZeroRtt && ackEliciting && space.Ack.HasUnacknowledged)
+        {
+            WriteAck(ref w, space, sent, now);
+        }
+
+        return ackEliciting;
+    }
+
+    private bool WriteAck(ref SpanWriter w, PacketNumberSpaceState space, SentPacket sent, long now)
+    {
+        AckTracker ack = space.Ack;
+        if (ack.Received.IsEmpty) return false;
+        ulong delay = 0;
+        if (space.Space == PacketNumberSpace.ApplicationData)
+        {
+            long delayTicks = Math.Max(0, now - ack.LargestReceivedTime);
+            delay = (ulong)(delayTicks / 10) >> _config.AckDelayExponent;
+        }
+
+        int written = FrameWriter.WriteAck(ref w, ack.Received, delay, AckTracker.MaxRanges, null);
+        if (written == 0) return false;
+        sent.LargestAcknowledgedInPacket = ack.LargestReceived;
+        sent.AddFrame(new SentFrame { Kind = FrameKind.Ack, Value2 = ack.LargestReceived });
+        ack.OnAckSent();
+        return true;
+    }
+
+    private static bool WriteCryptoFrames(ref SpanWriter w, PacketNumberSpaceState space, SentPacket sent)
+    {
+        bool any = false;
+        while (w.Remaining > 16)
+        {
+            int maxData = w.Remaining - 1 - 8 - 4;
+            if (!space.CryptoSend.TryGetNext(maxData, long.MaxValue, out long offset, out int length, out _, out _))
+            {
+                break;
+            }
+
+            w.WriteByte((byte)FrameType.Crypto);
+            w.WriteVarInt((ulong)offset);
+            w.WriteVarInt((ulong)length);
+            space.CryptoSend.CopyTo(offset, w.Free.Slice(0, length));
+            w.Advance(length);
+            space.CryptoSend.MarkSent(offset, length, false);
+            sent.AddFrame(new SentFrame { Kind = FrameKind.Crypto, Offset = offset, Length = length });
+            any = true;
+        }
+
+        return any;
+    }
+
+    private bool WriteDatagramFrames(ref SpanWriter w, SentPacket sent)
+    {
+        bool any = false;
+        while (_datagramsToSend.TryPeek(out byte[]? d))
+        {
+            int needed = 1 + VariableLengthInteger.GetLength((ulong)d.Length) + d.Length;
+            if (needed > w.Remaining)
+            {
+                if (!any && w.Position == 0) _datagramsToSend.Dequeue(); // can never fit: drop (unreliable)
+                break;
+            }
+
+            _datagramsToSend.Dequeue();
+            FrameWriter.WriteDatagram(ref w, d, explicitLength: true);
+            sent.AddFrame(new SentFrame { Kind = FrameKind.Datagram, Length = d.Length });
+            any = true;
+        }
+
+        return any;
+    }
+
+    private bool WriteStreamFrames(ref SpanWriter w, SentPacket sent, long now)
+    {
+        bool any = false;
+        int rounds = _sendQueue.Count;
+        while (rounds-- > 0 && w.Remaining > 8 && _sendQueue.TryDequeue(out StreamState? s))
+        {
+            _queuedForSend.Remove(s.Id);
+            if (!_streams.ContainsKey(s.Id)) continue;
+            any |= WriteStreamControlFrames(ref w, s, sent, now);
+
+            SendBuffer? send = s.Send;
+            if (send is not null && s.SendState is SendStreamState.Ready or SendStreamState.Send or SendStreamState.DataSent)
+            {
+                while (w.Remaining > 8)
+                {
+                    long connectionLimit = send.SentOffset + Math.Max(0, _connectionSendFlow.Available);
+                    long flowLimit = Math.Min(s.SendFlow.MaxData, connectionLimit);
+                    int headerMax = 1 + VariableLengthInteger.GetLength(s.Id) + 8 + 2;
+                    int maxData = w.Remaining - headerMax;
+                    if (maxData < 0) break;
+                    if (!send.TryGetNext(maxData, flowLimit, out long offset, out int length, out bool fin, out bool retransmission))
+                    {
+                        break;
+                    }
+
+                    long previousSent = send.SentOffset;
+                    byte typeByte = (byte)(0x08 | 0x02 | (offset > 0 ? 0x04 : 0) | (fin ? 0x01 : 0));
+                    w.WriteByte(typeByte);
+                    w.WriteVarInt(s.Id);
+                    if (offset > 0) w.WriteVarInt((ulong)offset);
+                    w.WriteVarInt((ulong)length);
+                    send.CopyTo(offset, w.Free.Slice(0, length));
+                    w.Advance(length);
+                    send.MarkSent(offset, length, fin);
+                    s.OnDataSent(offset, length, fin);
+                    long newBytes = Math.Max(0, offset + length - previousSent);
+                    if (newBytes > 0) _connectionSendFlow.Consume(newBytes);
+                    sent.AddFrame(new SentFrame { Kind = FrameKind.Stream, StreamId = s.Id, Offset = offset, Length = length, Fin = fin });
+                    any = true;
+                    if (length == 0 && fin) break;
+                }
+
+                if (send.HasPendingData(Math.Min(s.SendFlow.MaxData, send.SentOffset + Math.Max(0, _connectionSendFlow.Available))))
+                {
+                    QueueForSend(s);
+                }
+                else if (send.HasPendingData(s.SendFlow.MaxData) && !send.HasPendingData(send.SentOffset + Math.Max(0, _connectionSendFlow.Available)))
+                {
+                    // Blocked by connection-level flow control: DATA_BLOCKED goes out with the control frames.
+                    _dataBlockedPending = true;
+                }
+                else if (send.HasPendingData(long.MaxValue))
+                {
+                    QueueForSend(s); // blocked by its own flow control: STREAM_DATA_BLOCKED next time
+                }
+            }
+
+            if (s.HasPendingControlFrames) QueueForSend(s);
+            if (send is not null && send.BufferedBytes < send.MaxBufferedBytes / 2) Emit(ConnectionEventKind.StreamWritable, s.Id);
+        }
+
+        return any;
+    }
+
+    private bool WriteStreamControlFrames(ref SpanWriter w, StreamState s, SentPacket sent, long now)
+    {
+        bool any = false;
+        if (s.NeedsResetStream && w.Remaining >= 1 + 8 + 8 + 8)
+        {
+            FrameWriter.WriteResetStream(ref w, s.Id, s.ResetErrorCode, (ulong)s.ResetFinalSize);
+            sent.AddFrame(new SentFrame { Kind = FrameKind.ResetStream, StreamId = s.Id });
+            s.OnResetSent();
+            any = true;
+        }
+
+        if (s.NeedsStopSending && w.Remaining >= 1 + 8 + 8)
+        {
+            FrameWriter.WriteStopSending(ref w, s.Id, s.StopSendingErrorCode);
+            sent.AddFrame(new SentFrame { Kind = FrameKind.StopSending, StreamId = s.Id });
+            s.OnStopSendingSent();
+            any = true;
+        }
+
+        if (s.ReceiveFlow is not null && s.CanReceive && s.ReceiveState is ReceiveStreamState.Recv && w.Remaining >= 1 + 8 + 8
+            && s.ReceiveFlow.ShouldSendUpdate(now, _rtt.SmoothedRtt, out long newMax))
+        {
+            FrameWriter.WriteMaxStreamData(ref w, s.Id, (ulong)newMax);
+            s.ReceiveFlow.OnUpdateSent(newMax, now);
+            sent.AddFrame(new SentFrame { Kind = FrameKind.MaxStreamData, StreamId = s.Id, Value2 = newMax });
+            any = true;
+        }
+
+        if (s.SendFlow is not null && s.CanSend && w.Remaining >= 1 + 8 + 8 && s.SendFlow.ShouldSendBlocked(out long limit))
+        {
+            FrameWriter.WriteStreamDataBlocked(ref w, s.Id, (ulong)limit);
+            sent.AddFrame(new SentFrame { Kind = FrameKind.StreamDataBlocked, StreamId = s.Id, Value2 = limit });
+            any = true;
+        }
+
+        return any;
+    }
+
+    private bool WriteControlFrames(ref SpanWriter w, bool isOneRtt, SentPacket sent, long now)
+    {
+        bool any = false;
+        if (isOneRtt)
+        {
+            any |= WritePathFrames(ref w, sent);
+        }
+
+        if (w.Remaining >= 9 && _connectionReceiveFlow.ShouldSendUpdate(now, _rtt.SmoothedRtt, out long newMaxData))
+        {
+            FrameWriter.WriteMaxData(ref w, (ulong)newMaxData);
+            _connectionReceiveFlow.OnUpdateSent(newMaxData, now);
+            sent.AddFrame(new SentFrame { Kind = FrameKind.MaxData, Value2 = newMaxData });
+            _maxDataPending = false;
+            any = true;
+        }
+
+        if (_dataBlockedPending && w.Remaining >= 9)
+        {
+            _dataBlockedPending = false;
+            if (_connectionSendFlow.ShouldSendBlocked(out long limit))
+            {
+                FrameWriter.WriteDataBlocked(ref w, (ulong)limit);
+                sent.AddFrame(new SentFrame { Kind = FrameKind.DataBlocked, Value2 = limit });
+                any = true;
+            }
+        }
+
+        for (int i = 0; i < 2; i++)
+        {
+            QuicStreamType t = i == 0 ? QuicStreamType.Bidirectional : QuicStreamType.Unidirectional;
+            if (w.Remaining >= 9 && _streamLimits.ShouldSendMaxStreams(t, out ulong maxStreams))
+            {
+                FrameWriter.WriteMaxStreams(ref w, t == QuicStreamType.Bidirectional, maxStreams);
+                _streamLimits.OnMaxStreamsSent(t, maxStreams);
+                sent.AddFrame(new SentFrame { Kind = i == 0 ? FrameKind.MaxStreamsBidi : FrameKind.MaxStreamsUni, Value = maxStreams });
+                any = true;
+            }
+
+            if (w.Remaining >= 9 && _streamLimits.ShouldSendStreamsBlocked(t, out ulong blockedAt))
+            {
+                FrameWriter.WriteStreamsBlocked(ref w, t == QuicStreamType.Bidirectional, blockedAt);
+                sent.AddFrame(new SentFrame { Kind = i == 0 ? FrameKind.StreamsBlockedBidi : FrameKind.StreamsBlockedUni, Value = blockedAt });
+                any = true;
+            }
+        }
+
+        if (isOneRtt)
+        {
+            foreach (ConnectionIdEntry e in _connectionIds.LocalIds)
+            {
+                if (!e.NeedsSend || w.Remaining < 1 + 8 + 8 + 1 + e.ConnectionId.Length + 16) continue;
+                FrameWriter.WriteNewConnectionId(ref w, e.SequenceNumber, 0, e.ConnectionId, e.StatelessResetToken!);
+                e.NeedsSend = false;
+                sent.AddFrame(new SentFrame { Kind = FrameKind.NewConnectionId, Value = e.SequenceNumber });
+                any = true;
+            }
+
+            while (w.Remaining >= 9 && _connectionIds.TryDequeueRetirement(out ulong seq))
+            {
+                FrameWriter.WriteRetireConnectionId(ref w, seq);
+                sent.AddFrame(new SentFrame { Kind = FrameKind.RetireConnectionId, Value = seq });
+                any = true;
+            }
+        }
+
+        return any;
+    }
+
+    /// <summary>Receives loss detection's verdicts on sent packets.</summary>
+    private sealed class LossHost : ILossDetectionHost
+    {
+        private readonly QuicConnectionCore _c;
+
+        public LossHost(QuicConnectionCore c) => _c = c;
+
+        public void OnPacketAcknowledged(SentPacket packet) => _c.OnPacketAcknowledged(packet);
+
+        public void OnPacketLost(SentPacket packet) => _c.OnPacketLost(packet);
+    }
+
+    private void OnPacketAcknowledged(SentPacket packet)
+    {
+        PacketNumberSpaceState space = _spaces[(int)packet.Space];
+        if (packet.Space == PacketNumberSpace.ApplicationData && _oneRttKeys is not null && _oneRttKeys.FirstPacketNumberInPhase >= 0 && packet.PacketNumber >= _oneRttKeys.FirstPacketNumberInPhase)
+        {
+            _oneRttKeys.CurrentPhaseAcknowledged = true;
+        }
+
+        foreach (ref readonly SentFrame f in packet.Frames)
+        {
+            switch (f.Kind)
+            {
+                case FrameKind.Ack:
+                    if (!space.Discarded) space.Ack.OnAckAcknowledged(f.Value2);
+                    break;
+                case FrameKind.Crypto:
+                    if (!space.Discarded) space.CryptoSend.OnAcked(f.Offset, f.Length, false);
+                    break;
+                case FrameKind.Stream:
+                    if (_streams.TryGetValue(f.StreamId, out StreamState? s))
+                    {
+                        s.OnDataAcked(f.Offset, f.Length, f.Fin);
+                        ReleaseIfClosed(s);
+                    }
+
+                    break;
+                case FrameKind.ResetStream:
+                    if (_streams.TryGetValue(f.StreamId, out StreamState? r))
+                    {
+                        r.OnResetAcked();
+                        ReleaseIfClosed(r);
+                    }
+
+                    break;
+                case FrameKind.Ping when f.Value == 1:
+                    Emit(ConnectionEventKind.PingAcknowledged);
+                    break;
+            }
+        }
+    }
+
+    private void OnPacketLost(SentPacket packet)
+    {
+        Statistics.PacketsLost++;
+        PacketNumberSpaceState space = _spaces[(int)packet.Space];
+        foreach (ref readonly SentFrame f in packet.Frames)
+        {
+            switch (f.Kind)
+            {
+                case FrameKind.Crypto:
+                    if (!space.Discarded) space.CryptoSend.OnLost(f.Offset, f.Length, false);
+                    break;
+                case FrameKind.Stream:
+                    if (_streams.TryGetValue(f.StreamId, out StreamState? s) && s.Send is not null)
+                    {
+                        s.Send.OnLost(f.Offset, f.Length, f.Fin);
+                        QueueForSend(s);
+                    }
+
+                    break;
+                case FrameKind.ResetStream:
+                    if (_streams.TryGetValue(f.StreamId, out StreamState? r))
+                    {
+                        r.OnResetLost();
+                        QueueForSend(r);
+                    }
+
+                    break;
+                case FrameKind.StopSending:
+                    if (_streams.TryGetValue(f.StreamId, out StreamState? ss))
+                    {
+                        ss.OnStopSendingLost();
+                        QueueForSend(ss);
+                    }
+
+                    break;
+                case FrameKind.MaxStreamData:
+                    if (_streams.TryGetValue(f.StreamId, out StreamState? ms) && ms.ReceiveFlow is not null)
+                    {
+                        ms.ReceiveFlow.OnUpdateLost();
+                        QueueForSend(ms);
+                    }
+
+                    break;
+                case FrameKind.MaxData:
+                    _connectionReceiveFlow.OnUpdateLost();
+                    break;
+                case FrameKind.MaxStreamsBidi:
+                    _streamLimits.OnMaxStreamsLost(QuicStreamType.Bidirectional);
+                    break;
+                case FrameKind.MaxStreamsUni:
+                    _streamLimits.OnMaxStreamsLost(QuicStreamType.Unidirectional);
+                    break;
+                case FrameKind.DataBlocked:
+                    _dataBlockedPending = true;
+                    break;
+                case FrameKind.HandshakeDone:
+                    _handshakeDonePending = true;
+                    break;
+                case FrameKind.NewConnectionId:
+                    foreach (ConnectionIdEntry e in _connectionIds.LocalIds)
+                    {
+                        if (e.SequenceNumber == f.Value) e.NeedsSend = true;
+                    }
+
+                    break;
+                case FrameKind.RetireConnectionId:
+                    _connectionIds.RequeueRetirement(f.Value);
+                    break;
+                case FrameKind.PathChallenge:
+                    // Re-challenged by the path validation timer.
+                    break;
+            }
+        }
+    }
+}

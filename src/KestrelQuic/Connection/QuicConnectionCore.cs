@@ -1,0 +1,442 @@
+using System.Net;
+using KestrelQuic.Configuration;
+using KestrelQuic.Crypto;
+using KestrelQuic.FlowControl;
+using KestrelQuic.PacketProtection;
+using KestrelQuic.Parameters;
+using KestrelQuic.Protocol;
+using KestrelQuic.Recovery;
+using KestrelQuic.Streams;
+using KestrelQuic.Tls;
+
+namespace KestrelQuic.Connection;
+
+/// <summary>Lifecycle of a connection (RFC 9000 §10).</summary>
+internal enum ConnectionState
+{
+    Handshake,
+    Established,
+    Closing,
+    Draining,
+    Closed,
+}
+
+/// <summary>
+/// The sans-IO QUIC connection: datagrams in (<see cref="ReceiveDatagram"/>), datagrams out
+/// (<see cref="PollDatagram"/>), one timer (<see cref="NextTimeout"/> / <see cref="HandleTimeout"/>) and events
+/// (<see cref="TryDequeueEvent"/>). It owns no socket, reads no clock and starts no task; the same type serves
+/// client and server roles.
+/// </summary>
+internal sealed partial class QuicConnectionCore : IDisposable
+{
+    private const long TicksPerMillisecond = TimeSpan.TicksPerMillisecond;
+    private const int MaxBufferedUndecryptablePackets = 10;
+
+    private readonly QuicConfiguration _config;
+    private readonly PacketNumberSpaceState[] _spaces;
+    private readonly ConnectionIdManager _connectionIds;
+    private readonly TlsHandshake _tls;
+    private readonly TransportParameters _localParameters;
+    private readonly RttEstimator _rtt;
+    private readonly ICongestionController _congestion;
+    private readonly LossDetection _loss;
+    private readonly Pacer _pacer;
+    private readonly Queue<ConnectionEvent> _events = new();
+    private readonly LossHost _lossHost;
+
+    private uint _version;
+    private byte[] _originalDestinationConnectionId;
+    private byte[]? _retrySourceConnectionId;
+    private byte[]? _token;
+    private TransportParameters? _peerParameters;
+    private OneRttKeys? _oneRttKeys;
+    private PacketProtectionKeys? _zeroRttReadKeys;
+    private PacketProtectionKeys? _zeroRttWriteKeys;
+    private bool _receivedFirstServerPacket;
+    private bool _receivedRetry;
+    private bool _handshakeComplete;
+    private bool _handshakeConfirmed;
+    private bool _handshakeDonePending;
+    private bool _peerAddressValidated;     // server: the client's address is validated (anti-amplification lifted)
+    private bool _peerCompletedAddressValidation; // client: the server has validated our address
+    private long _bytesReceivedOnPath;
+    private long _bytesSentOnPath;
+    private long _idleTimeoutTicks;
+    private long _idleDeadline = long.MaxValue;
+    private bool _ackElicitingSentSinceReceive;
+    private long _closeDeadline = long.MaxValue;
+    private bool _closeFramePending;
+    private TransportError? _pendingLocalError;
+    private ulong _pendingApplicationCloseCode;
+    private bool _pendingCloseIsApplication;
+    private string _pendingCloseReason = string.Empty;
+    private int _pingsRequested;
+    private List<byte[]>? _undecryptable;
+    private long _lastCloseSentTime = long.MinValue;
+
+    private QuicConnectionCore(QuicConfiguration config, bool isServer, uint version, byte[] originalDcid, EndPoint? remoteAddress, long now)
+    {
+        _config = config;
+        IsServer = isServer;
+        _version = version;
+        _originalDestinationConnectionId = originalDcid;
+        RemoteAddress = remoteAddress;
+        _spaces = new[]
+        {
+            new PacketNumberSpaceState(PacketNumberSpace.Initial, config.MaxCryptoBufferSize),
+            new PacketNumberSpaceState(PacketNumberSpace.Handshake, config.MaxCryptoBufferSize),
+            new PacketNumberSpaceState(PacketNumberSpace.ApplicationData, config.MaxCryptoBufferSize),
+        };
+        _connectionIds = new ConnectionIdManager(config.ConnectionIdLength, StatelessResetTokenGenerator, config.ActiveConnectionIdLimit);
+        _connectionIds.LocalIdChanged += (entry, added) => _events.Enqueue(new ConnectionEvent(ConnectionEventKind.ConnectionIdChanged, entry.SequenceNumber, Data: entry.ConnectionId, Flag: added));
+        _rtt = new RttEstimator(config.InitialRtt.Ticks);
+        _congestion = CongestionControllerFactory.Create(config.CongestionControl, config.MaxDatagramSize);
+        _loss = new LossDetection(_rtt, _congestion);
+        _pacer = new Pacer(config.MaxDatagramSize);
+        _lossHost = new LossHost(this);
+        _idleTimeoutTicks = config.IdleTimeout.Ticks;
+        _localParameters = CreateLocalTransportParameters();
+        _tls = new TlsHandshake(TlsOptionsFactory.Create(config, isServer, this), new TlsHost(this));
+        InitializeStreams();
+        _idleDeadline = _idleTimeoutTicks > 0 ? now + _idleTimeoutTicks : long.MaxValue;
+    }
+
+    /// <summary>Server-side reset token generator (HMAC of a static key, set by the endpoint); null gives random tokens.</summary>
+    internal static Func<ReadOnlySpan<byte>, byte[]>? StatelessResetTokenGeneratorOverride { get; set; }
+
+    private Func<ReadOnlySpan<byte>, byte[]>? StatelessResetTokenGenerator => ResetTokenGenerator ?? StatelessResetTokenGeneratorOverride;
+
+    /// <summary>Reset token derivation for this connection's local IDs (set by the endpoint before the connection is created).</summary>
+    internal Func<ReadOnlySpan<byte>, byte[]>? ResetTokenGenerator { get; init; }
+
+    public bool IsServer { get; }
+
+    public bool IsClient => !IsServer;
+
+    public ConnectionState State { get; private set; } = ConnectionState.Handshake;
+
+    /// <summary>The QUIC version in use.</summary>
+    public uint Version => _version;
+
+    /// <summary>Address of the peer on the current path (opaque to the core; compared with Equals).</summary>
+    public EndPoint? RemoteAddress { get; private set; }
+
+    public QuicCloseReason? CloseReason { get; private set; }
+
+    public bool IsHandshakeComplete => _handshakeComplete;
+
+    public bool IsHandshakeConfirmed => _handshakeConfirmed;
+
+    public TlsHandshake Tls => _tls;
+
+    public TransportParameters LocalTransportParameters => _localParameters;
+
+    public TransportParameters? PeerTransportParameters => _peerParameters;
+
+    public RttEstimator Rtt => _rtt;
+
+    public ICongestionController Congestion => _congestion;
+
+    public ConnectionIdManager ConnectionIds => _connectionIds;
+
+    public byte[] OriginalDestinationConnectionId => _originalDestinationConnectionId;
+
+    /// <summary>Packets and bytes counters for diagnostics and tests.</summary>
+    public ConnectionStatistics Statistics { get; } = new();
+
+    /// <summary>Whether 0-RTT data was accepted by the server (client) or accepted from the client (server).</summary>
+    public bool EarlyDataAccepted => _tls.EarlyData == EarlyDataStatus.Accepted;
+
+    /// <summary>Creates a client connection and queues its first flight. <paramref name="remoteAddress"/> is opaque to the core.</summary>
+    public static QuicConnectionCore CreateClient(QuicConfiguration config, EndPoint? remoteAddress, long now, byte[]? token = null)
+    {
+        config.ThrowIfInvalid();
+        uint version = config.SupportedVersions[0];
+        byte[] odcid = System.Security.Cryptography.RandomNumberGenerator.GetBytes(Math.Max(8, config.ConnectionIdLength));
+        var connection = new QuicConnectionCore(config, isServer: false, version, odcid, remoteAddress, now) { };
+        connection._token = token;
+        connection.StartClient(now);
+        return connection;
+    }
+
+    /// <summary>
+    /// Creates a server connection for a client Initial. <paramref name="clientDestinationConnectionId"/> is the DCID of
+    /// that Initial (the original one, or the one from our Retry with <paramref name="originalDestinationConnectionId"/>
+    /// and <paramref name="retrySourceConnectionId"/> set), <paramref name="clientSourceConnectionId"/> its SCID.
+    /// </summary>
+    public static QuicConnectionCore CreateServer(
+        QuicConfiguration config,
+        uint version,
+        ReadOnlySpan<byte> clientDestinationConnectionId,
+        ReadOnlySpan<byte> clientSourceConnectionId,
+        EndPoint? remoteAddress,
+        long now,
+        byte[]? originalDestinationConnectionId = null,
+        byte[]? retrySourceConnectionId = null,
+        bool addressValidated = false,
+        Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null,
+        byte[]? localConnectionId = null)
+    {
+        byte[] odcid = originalDestinationConnectionId ?? clientDestinationConnectionId.ToArray();
+        var connection = new QuicConnectionCore(config, isServer: true, version, odcid, remoteAddress, now)
+        {
+            ResetTokenGenerator = resetTokenGenerator,
+        };
+        connection._retrySourceConnectionId = retrySourceConnectionId;
+        connection._peerAddressValidated = addressValidated;
+        connection.StartServer(clientDestinationConnectionId, clientSourceConnectionId.ToArray(), localConnectionId, now);
+        return connection;
+    }
+
+    public bool TryDequeueEvent(out ConnectionEvent connectionEvent) => _events.TryDequeue(out connectionEvent);
+
+    public int PendingEventCount => _events.Count;
+
+    /// <summary>The earliest time <see cref="HandleTimeout"/> must be called; <see cref="long.MaxValue"/> when no timer is armed.</summary>
+    public long NextTimeout
+    {
+        get
+        {
+            if (State == ConnectionState.Closed) return long.MaxValue;
+            if (State is ConnectionState.Closing or ConnectionState.Draining) return _closeDeadline;
+            long t = _idleDeadline;
+            if (_loss.LossDetectionTimer is long lossTimer && lossTimer < t) t = lossTimer;
+            for (int i = 0; i < _spaces.Length; i++)
+            {
+                PacketNumberSpaceState s = _spaces[i];
+                if (!s.Discarded && s.Ack.AckPending && s.Ack.AckDeadline < t && HasWriteKeys(s.Space)) t = s.Ack.AckDeadline;
+            }
+
+            if (_oneRttKeys?.PreviousRead is not null && _oneRttKeys.PreviousReadDiscardTime < t) t = _oneRttKeys.PreviousReadDiscardTime;
+            if (_pacingWakeup is long wake && wake < t) t = wake;
+            if (_pathValidationDeadline < t) t = _pathValidationDeadline;
+            return t;
+        }
+    }
+
+    /// <summary>Handles every timer that is due at <paramref name="now"/>.</summary>
+    public void HandleTimeout(long now)
+    {
+        switch (State)
+        {
+            case ConnectionState.Closed:
+                return;
+            case ConnectionState.Closing:
+            case ConnectionState.Draining:
+                if (now >= _closeDeadline) EnterClosed();
+                return;
+        }
+
+        if (now >= _idleDeadline)
+        {
+            CloseReason = new QuicCloseReason { IdleTimeout = true, Reason = "idle timeout" };
+            EnterClosed();
+            return;
+        }
+
+        _oneRttKeys?.DiscardPreviousIfDue(now);
+        if (_pacingWakeup is long wake && now >= wake) _pacingWakeup = null;
+        HandlePathValidationTimeout(now);
+
+        if (_loss.LossDetectionTimer is long timer && now >= timer)
+        {
+            LossTimeoutResult result = _loss.OnLossDetectionTimeout(LossContext, now, _lossHost);
+            if (result.ProbeRequired)
+            {
+                Statistics.ProbeTimeouts++;
+                ScheduleProbes(result.ProbeSpace, result.ProbeCount);
+            }
+
+            _loss.SetLossDetectionTimer(LossContext, now);
+        }
+    }
+
+    /// <summary>Closes the connection immediately with an application error (CONNECTION_CLOSE 0x1d).</summary>
+    public void Close(ulong applicationErrorCode, string reason, long now) => BeginClose(null, applicationErrorCode, reason, now);
+
+    /// <summary>Queues a PING (ack-eliciting) in the next packet; raises <see cref="ConnectionEventKind.PingAcknowledged"/> when acknowledged.</summary>
+    public void Ping() => _pingsRequested++;
+
+    /// <summary>Starts a key update (RFC 9001 §6). False when not yet allowed (handshake not confirmed or the previous update unacknowledged).</summary>
+    public bool RequestKeyUpdate(long now)
+    {
+        if (!_handshakeConfirmed || _oneRttKeys is null || !_oneRttKeys.CurrentPhaseAcknowledged || State != ConnectionState.Established)
+        {
+            return false;
+        }
+
+        _oneRttKeys.Update(now, 3 * _loss.GetProbeTimeoutDuration(PacketNumberSpace.ApplicationData, LossContext));
+        Statistics.KeyUpdates++;
+        _events.Enqueue(new ConnectionEvent(ConnectionEventKind.KeyUpdated));
+        return true;
+    }
+
+    /// <summary>Switches to a fresh peer connection ID (retiring the current one). False when the peer supplied no spare ID.</summary>
+    public bool ChangeConnectionId() => _connectionIds.RotatePeerId();
+
+    public void Dispose()
+    {
+        foreach (PacketNumberSpaceState s in _spaces) s.Dispose();
+        _oneRttKeys?.Dispose();
+        _zeroRttReadKeys?.Dispose();
+        _zeroRttWriteKeys?.Dispose();
+        DisposeStreams();
+    }
+
+    private LossDetectionContext LossContext => new()
+    {
+        HandshakeConfirmed = _handshakeConfirmed,
+        PeerCompletedAddressValidation = IsServer || _peerCompletedAddressValidation || _handshakeConfirmed,
+        IsAmplificationLimited = IsAmplificationLimited(),
+        HasHandshakeKeys = _spaces[1].WriteKeys is not null,
+        HasOneRttKeys = _oneRttKeys is not null,
+        MaxAckDelay = (long)(_peerParameters?.MaxAckDelay ?? 25) * TicksPerMillisecond,
+        IsServer = IsServer,
+    };
+
+    private bool IsAmplificationLimited() => IsServer && !_peerAddressValidated && _bytesSentOnPath >= 3 * _bytesReceivedOnPath;
+
+    private long AmplificationBudget() => IsServer && !_peerAddressValidated ? Math.Max(0, 3 * _bytesReceivedOnPath - _bytesSentOnPath) : long.MaxValue;
+
+    private bool HasWriteKeys(PacketNumberSpace space) => space switch
+    {
+        PacketNumberSpace.ApplicationData => _oneRttKeys is not null || _zeroRttWriteKeys is not null,
+        _ => _spaces[(int)space].WriteKeys is not null,
+    };
+
+    private void ScheduleProbes(PacketNumberSpace space, int count)
+    {
+        PacketNumberSpaceState s = _spaces[(int)space];
+        s.ProbesPending = Math.Max(s.ProbesPending, count);
+
+        // RFC 9002 §6.2.4: a probe should carry new or previously sent data; retransmit unacknowledged CRYPTO data.
+        if (space != PacketNumberSpace.ApplicationData || !_handshakeConfirmed)
+        {
+            s.CryptoSend.OnLost(0, (int)Math.Min(int.MaxValue, s.CryptoSend.SentOffset), false);
+        }
+    }
+
+    private TransportParameters CreateLocalTransportParameters()
+    {
+        var p = new TransportParameters
+        {
+            MaxIdleTimeout = (ulong)_config.IdleTimeout.TotalMilliseconds,
+            MaxUdpPayloadSize = (ulong)_config.MaxUdpPayloadSize,
+            InitialMaxData = (ulong)_config.MaxData,
+            InitialMaxStreamDataBidiLocal = (ulong)_config.MaxStreamData,
+            InitialMaxStreamDataBidiRemote = (ulong)_config.MaxStreamData,
+            InitialMaxStreamDataUni = (ulong)_config.MaxStreamData,
+            InitialMaxStreamsBidi = (ulong)_config.MaxBidirectionalStreams,
+            InitialMaxStreamsUni = (ulong)_config.MaxUnidirectionalStreams,
+            AckDelayExponent = (ulong)_config.AckDelayExponent,
+            MaxAckDelay = (ulong)_config.MaxAckDelay.TotalMilliseconds,
+            DisableActiveMigration = _config.DisableActiveMigration,
+            ActiveConnectionIdLimit = (ulong)_config.ActiveConnectionIdLimit,
+            MaxDatagramFrameSize = _config.MaxDatagramFrameSize is long m ? (ulong)m : null,
+            GreaseQuicBit = _config.GreaseQuicBit,
+        };
+        return p;
+    }
+
+    private void StartClient(long now)
+    {
+        byte[] scid = _connectionIds.NewLocalId();
+        _connectionIds.AddInitialLocalId(scid);
+        _connectionIds.SetInitialPeerId(_originalDestinationConnectionId);
+        _localParameters.InitialSourceConnectionId = scid;
+        _localParameters.VersionInformation = new VersionInformation(_version, _config.SupportedVersions.ToArray());
+        InstallInitialKeys(_originalDestinationConnectionId);
+        _peerAddressValidated = true; // the client never limits itself
+        ApplyRememberedParametersForEarlyData();
+        _tls.Start(_localParameters.Encode());
+        _loss.SetLossDetectionTimer(LossContext, now);
+    }
+
+    private void StartServer(ReadOnlySpan<byte> clientDcid, byte[] clientScid, byte[]? localConnectionId, long now)
+    {
+        byte[] scid = localConnectionId ?? _connectionIds.NewLocalId();
+        ConnectionIdEntry entry = _connectionIds.AddInitialLocalId(scid);
+        _connectionIds.SetInitialPeerId(clientScid);
+        _localParameters.InitialSourceConnectionId = scid;
+        _localParameters.OriginalDestinationConnectionId = _originalDestinationConnectionId;
+        _localParameters.RetrySourceConnectionId = _retrySourceConnectionId;
+        _localParameters.StatelessResetToken = entry.StatelessResetToken;
+        _localParameters.VersionInformation = new VersionInformation(_version, _config.SupportedVersions.ToArray());
+        InstallInitialKeys(clientDcid);
+        _tls.Start(_localParameters.Encode());
+    }
+
+    private void InstallInitialKeys(ReadOnlySpan<byte> clientDcid)
+    {
+        InitialSecrets.Derive(_version, clientDcid, out byte[] clientSecret, out byte[] serverSecret);
+        PacketNumberSpaceState initial = _spaces[0];
+        initial.ReadKeys?.Dispose();
+        initial.WriteKeys?.Dispose();
+        initial.ReadKeys = PacketProtectionKeys.FromSecret(CipherSuite.Aes128GcmSha256, IsServer ? clientSecret : serverSecret, _version);
+        initial.WriteKeys = PacketProtectionKeys.FromSecret(CipherSuite.Aes128GcmSha256, IsServer ? serverSecret : clientSecret, _version);
+    }
+
+    private void Emit(ConnectionEventKind kind, ulong streamId = 0, ulong errorCode = 0, byte[]? data = null, bool flag = false)
+        => _events.Enqueue(new ConnectionEvent(kind, streamId, errorCode, data, flag));
+
+    private void ResetIdleTimer(long now)
+    {
+        if (_idleTimeoutTicks > 0)
+        {
+            // RFC 9000 §10.1: at least three PTOs so that a few lost probes don't end the connection.
+            long timeout = Math.Max(_idleTimeoutTicks, 3 * _loss.GetProbeTimeoutDuration(PacketNumberSpace.ApplicationData, LossContext));
+            _idleDeadline = now + timeout;
+        }
+    }
+
+    private void EnterClosed()
+    {
+        if (State == ConnectionState.Closed) return;
+        State = ConnectionState.Closed;
+        CloseReason ??= new QuicCloseReason { Reason = "closed" };
+        Emit(ConnectionEventKind.Terminated);
+        AbortAllStreams();
+    }
+
+    /// <summary>Starts an immediate close (RFC 9000 §10.2): transport error when <paramref name="error"/> is set, else application.</summary>
+    private void BeginClose(TransportError? error, ulong applicationCode, string reason, long now)
+    {
+        if (State is ConnectionState.Closing or ConnectionState.Draining or ConnectionState.Closed) return;
+        _pendingLocalError = error;
+        _pendingCloseIsApplication = error is null;
+        _pendingApplicationCloseCode = applicationCode;
+        _pendingCloseReason = error?.Reason ?? reason;
+        CloseReason = error is TransportError e
+            ? new QuicCloseReason { ErrorCode = (ulong)e.Code, FrameType = e.FrameType, Reason = e.Reason }
+            : new QuicCloseReason { ErrorCode = applicationCode, IsApplicationError = true, Reason = reason };
+        State = ConnectionState.Closing;
+        _closeFramePending = true;
+        _closeDeadline = now + 3 * _loss.GetProbeTimeoutDuration(PacketNumberSpace.ApplicationData, LossContext);
+        if (!HasAnyWriteKeys()) EnterClosed();
+    }
+
+    private bool HasAnyWriteKeys() => _spaces[0].WriteKeys is not null || _spaces[1].WriteKeys is not null || _oneRttKeys is not null;
+
+    private void CloseWithError(in TransportError error, long now)
+    {
+        Statistics.ProtocolErrors++;
+        BeginClose(error, 0, error.Reason, now);
+    }
+}
+
+/// <summary>Counters kept by a connection.</summary>
+internal sealed class ConnectionStatistics
+{
+    public long DatagramsReceived;
+    public long DatagramsSent;
+    public long PacketsReceived;
+    public long PacketsSent;
+    public long PacketsLost;
+    public long PacketsDropped;
+    public long BytesReceived;
+    public long BytesSent;
+    public long ProbeTimeouts;
+    public long KeyUpdates;
+    public long ProtocolErrors;
+    public long DecryptionFailures;
+}

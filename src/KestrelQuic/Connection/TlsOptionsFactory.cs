@@ -1,0 +1,100 @@
+using System.Security.Cryptography;
+using KestrelQuic.Configuration;
+using KestrelQuic.Tls;
+
+namespace KestrelQuic.Connection;
+
+/// <summary>Maps a <see cref="QuicConfiguration"/> onto the TLS handshake options of one connection.</summary>
+internal static class TlsOptionsFactory
+{
+    // A server without a configured ticket key still needs one key for all its connections, or no ticket it issues could ever be used.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuicConfiguration, byte[]> s_ticketKeys = new();
+
+    public static TlsOptions Create(QuicConfiguration config, bool isServer, QuicConnectionCore connection)
+    {
+        var options = new TlsOptions
+        {
+            IsClient = !isServer,
+            ServerName = isServer ? null : config.ServerName,
+            ApplicationProtocols = config.ApplicationProtocols.ToArray(),
+            CipherSuites = config.CipherSuites.ToArray(),
+            Groups = config.KeyExchangeGroups.Select(g => (NamedGroup)(ushort)g).ToArray(),
+            ValidateCertificate = config.ValidateCertificates,
+            UseSystemTrust = config.UseSystemTrust,
+            TrustedCertificateAuthorities = config.TrustedCertificateAuthorities,
+            CertificateValidationCallback = config.CertificateValidationCallback,
+            DangerousAcceptAnyServerCertificate = config.DangerousAcceptAnyServerCertificate,
+            EnableEarlyData = config.EnableEarlyData,
+            SessionTicketLifetime = config.SessionTicketLifetime,
+            MaxHandshakeMessageSize = config.MaxCryptoBufferSize,
+        };
+
+        if (isServer)
+        {
+            if (config.Certificate is not null) options.Certificate = TlsCertificate.FromX509(config.Certificate, config.CertificateChain);
+            if (config.ServerCertificateSelector is { } selector)
+            {
+                options.CertificateSelector = sni => selector(sni) is { } cert ? TlsCertificate.FromX509(cert, null) : null;
+            }
+
+            options.ClientCertificateMode = config.ClientCertificateMode switch
+            {
+                ClientCertificateMode.AllowCertificate => TlsClientCertificateMode.Allow,
+                ClientCertificateMode.RequireCertificate => TlsClientCertificateMode.Require,
+                _ => TlsClientCertificateMode.None,
+            };
+            options.SessionTicketKey = config.SessionTicketKey ?? s_ticketKeys.GetValue(config, _ => RandomNumberGenerator.GetBytes(32));
+            options.AcceptEarlyData = connection.IsEarlyDataCompatible;
+        }
+        else
+        {
+            if (config.ClientCertificate is not null) options.ClientCertificate = TlsCertificate.FromX509(config.ClientCertificate, null);
+            if (config.SessionTicket is not null && TlsSessionTicket.TryDeserialize(config.SessionTicket, out TlsSessionTicket? ticket))
+            {
+                options.SessionTicket = ticket;
+            }
+        }
+
+        if (config.SecretsLogFile is { Length: > 0 } path)
+        {
+            options.KeyLogCallback = KeyLogWriter.For(path).Write;
+        }
+
+        return options;
+    }
+}
+
+/// <summary>Appends NSS key log lines (the SSLKEYLOGFILE format) to a file shared by all connections of the process.</summary>
+internal sealed class KeyLogWriter
+{
+    private static readonly Dictionary<string, KeyLogWriter> s_writers = new(StringComparer.Ordinal);
+    private readonly string _path;
+    private readonly object _lock = new();
+
+    private KeyLogWriter(string path) => _path = path;
+
+    public static KeyLogWriter For(string path)
+    {
+        string full = Path.GetFullPath(path);
+        lock (s_writers)
+        {
+            if (!s_writers.TryGetValue(full, out KeyLogWriter? w))
+            {
+                w = new KeyLogWriter(full);
+                s_writers.Add(full, w);
+            }
+
+            return w;
+        }
+    }
+
+    public void Write(string label, ReadOnlySpan<byte> clientRandom, ReadOnlySpan<byte> secret)
+    {
+        // Rare (a handful of lines per connection): a synchronous append keeps the lines whole and ordered.
+        string line = $"{label} {Convert.ToHexString(clientRandom).ToLowerInvariant()} {Convert.ToHexString(secret).ToLowerInvariant()}\n";
+        lock (_lock)
+        {
+            File.AppendAllText(_path, line);
+        }
+    }
+}

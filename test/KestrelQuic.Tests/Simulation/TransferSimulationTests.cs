@@ -1,0 +1,148 @@
+using System.Diagnostics;
+using KestrelQuic.Configuration;
+using KestrelQuic.Connection;
+using Xunit.Abstractions;
+
+namespace KestrelQuic.Tests.Simulation;
+
+public sealed class TransferSimulationTests
+{
+    private readonly ITestOutputHelper _output;
+
+    public TransferSimulationTests(ITestOutputHelper output) => _output = output;
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Transfer10MB_With10PercentLossAndReordering_ContentVerified(bool clientToServer)
+    {
+        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), SimulationHelpers.ServerConfig(), seed: 42);
+        foreach (LinkConditions link in new[] { net.ToServer, net.ToClient })
+        {
+            link.LossRate = 0.10;
+            link.ReorderRate = 0.10;
+            link.Delay = TimeSpan.FromMilliseconds(20);
+        }
+
+        var pump = new StreamPump(net);
+        Assert.True(net.RunUntilHandshakeComplete(TimeSpan.FromSeconds(60)));
+
+        byte[] payload = SimulationHelpers.Payload(10 * 1024 * 1024, 7);
+        QuicConnectionCore sender = clientToServer ? net.Client : net.Server!;
+        QuicConnectionCore receiver = clientToServer ? net.Server! : net.Client;
+        Assert.True(sender.TryOpenStream(bidirectional: true, out ulong id));
+
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        long packetsBefore = net.DatagramsToClient + net.DatagramsToServer;
+        var sw = Stopwatch.StartNew();
+        pump.Send(sender, id, payload);
+        Assert.True(net.RunUntil(() => pump.Finished.Contains((receiver, id)), TimeSpan.FromMinutes(10)), "transfer did not finish");
+        sw.Stop();
+        long packets = net.DatagramsToClient + net.DatagramsToServer - packetsBefore;
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+
+        Assert.Equal(payload, pump.ReceivedBytes(receiver, id));
+        _output.WriteLine($"10 MB with 10% loss: wall {sw.ElapsedMilliseconds} ms, simulated {TimeSpan.FromTicks(net.Now).TotalSeconds:F1} s, {packets} datagrams, {allocated / Math.Max(1, packets)} B allocated per datagram (incl. simulator copies), lost {sender.Statistics.PacketsLost}");
+    }
+
+    [Fact]
+    public void ThousandConcurrentStreams_AllDelivered()
+    {
+        using var net = new SimulatedNetwork(
+            SimulationHelpers.ClientConfig(),
+            SimulationHelpers.ServerConfig(c => c.MaxBidirectionalStreams = 1000));
+        var pump = new StreamPump(net);
+        Assert.True(net.RunUntilHandshakeComplete());
+
+        var ids = new List<ulong>();
+        for (int i = 0; i < 1000; i++)
+        {
+            Assert.True(net.Client.TryOpenStream(true, out ulong id), $"stream {i}");
+            ids.Add(id);
+            pump.Send(net.Client, id, SimulationHelpers.Payload(1000 + i, i));
+        }
+
+        // The peer's limit is exactly 1000: the next one must wait.
+        Assert.False(net.Client.TryOpenStream(true, out _));
+        Assert.True(net.RunUntil(() => ids.All(id => pump.Finished.Contains((net.Server!, id))), TimeSpan.FromSeconds(60)));
+        for (int i = 0; i < ids.Count; i++)
+        {
+            Assert.Equal(SimulationHelpers.Payload(1000 + i, i), pump.ReceivedBytes(net.Server!, ids[i]));
+        }
+    }
+
+    [Fact]
+    public void FlowControl_BlocksAndUnblocks()
+    {
+        using var net = new SimulatedNetwork(
+            SimulationHelpers.ClientConfig(),
+            SimulationHelpers.ServerConfig(c =>
+            {
+                c.MaxData = 64 * 1024;
+                c.MaxStreamData = 16 * 1024;
+                c.MaxConnectionReceiveWindow = 64 * 1024;
+                c.MaxStreamReceiveWindow = 16 * 1024;
+            }));
+        var pump = new StreamPump(net);
+        bool serverReads = false;
+        pump.ReadEnabled = c => c != net.Server || serverReads;
+        Assert.True(net.RunUntilHandshakeComplete());
+
+        byte[] payload = SimulationHelpers.Payload(1024 * 1024, 3);
+        Assert.True(net.Client.TryOpenStream(true, out ulong id));
+        pump.Send(net.Client, id, payload);
+        net.RunFor(TimeSpan.FromSeconds(2));
+
+        // The server does not read: the client is stuck at the stream window.
+        Assert.Equal(16 * 1024, net.Server!.GetStream(id)!.Receive!.HighestReceivedOffset);
+        Assert.Equal(16 * 1024, net.Client.GetStream(id)!.Send!.SentOffset);
+
+        serverReads = true;
+        pump.ReadAll();
+        Assert.True(net.RunUntil(() => pump.Finished.Contains((net.Server, id)), TimeSpan.FromSeconds(120)));
+        Assert.Equal(payload, pump.ReceivedBytes(net.Server, id));
+    }
+
+    [Fact]
+    public void KeyUpdate_MidTransfer_BothSidesMoveToNewPhase()
+    {
+        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), SimulationHelpers.ServerConfig());
+        var pump = new StreamPump(net);
+        Assert.True(net.RunUntilHandshakeComplete());
+        byte[] payload = SimulationHelpers.Payload(2 * 1024 * 1024, 5);
+        Assert.True(net.Client.TryOpenStream(true, out ulong id));
+        pump.Send(net.Client, id, payload);
+        Assert.True(net.RunUntil(() => net.Server!.GetStream(id)?.Receive?.HighestReceivedOffset > 256 * 1024, TimeSpan.FromSeconds(30)));
+
+        Assert.True(net.Client.RequestKeyUpdate(net.Now));
+        Assert.True(net.RunUntil(() => pump.Finished.Contains((net.Server!, id)), TimeSpan.FromSeconds(60)));
+        Assert.Equal(payload, pump.ReceivedBytes(net.Server!, id));
+        Assert.Equal(1, net.Client.Statistics.KeyUpdates);
+        Assert.Equal(1, net.Server!.Statistics.KeyUpdates);
+
+        // A second update is allowed once the first was acknowledged.
+        Assert.True(net.Client.RequestKeyUpdate(net.Now));
+        net.Client.Ping();
+        Assert.True(net.RunUntil(() => net.Server.Statistics.KeyUpdates == 2, TimeSpan.FromSeconds(5)));
+    }
+
+    [Fact]
+    public void Datagrams_DeliveredWhenNegotiated()
+    {
+        using var net = new SimulatedNetwork(
+            SimulationHelpers.ClientConfig(c => c.MaxDatagramFrameSize = 1200),
+            SimulationHelpers.ServerConfig(c => c.MaxDatagramFrameSize = 1200));
+        Assert.True(net.RunUntilHandshakeComplete());
+        Assert.True(net.Client.SendDatagram("hello"u8));
+        Assert.True(net.RunUntil(() => net.ServerEvents.Any(e => e.Kind == ConnectionEventKind.DatagramReceived), TimeSpan.FromSeconds(1)));
+        Assert.Equal("hello"u8.ToArray(), net.ServerEvents.First(e => e.Kind == ConnectionEventKind.DatagramReceived).Data);
+    }
+
+    [Fact]
+    public void Datagrams_RefusedWhenPeerDidNotNegotiate()
+    {
+        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(c => c.MaxDatagramFrameSize = 1200), SimulationHelpers.ServerConfig());
+        Assert.True(net.RunUntilHandshakeComplete());
+        Assert.False(net.Client.SendDatagram("hello"u8));
+    }
+}
