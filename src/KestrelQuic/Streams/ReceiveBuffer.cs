@@ -150,7 +150,14 @@ internal sealed class ReceiveBuffer
         if (count == 0) return;
         ReadOffset += count;
         _received.RemoveBelow(ReadOffset);
-        _chunks.ReleaseBelow(ChunkRing.ChunkOf(ReadOffset));
+        if (ReadOffset == FinalSize)
+        {
+            _chunks.ReleaseAll(); // nothing more can arrive
+        }
+        else
+        {
+            _chunks.ReleaseBelow(ChunkRing.ChunkOf(ReadOffset));
+        }
     }
 
     /// <summary>
