@@ -82,6 +82,15 @@ internal sealed class ReceiveFlowController
         return (needed && newMaxData > MaxData) || _resendPending;
     }
 
+    /// <summary>
+    /// Raises the window to at least <paramref name="window"/> (bounded by <see cref="MaxWindow"/>); the connection
+    /// uses it to keep its window above the (auto-tuned) stream windows. Takes effect with the next update.
+    /// </summary>
+    public void EnsureWindowAtLeast(long window)
+    {
+        if (window > Window) Window = Math.Min(window, MaxWindow);
+    }
+
     /// <summary>The update carrying <paramref name="newMax"/> was sent at <paramref name="now"/>; the limit is enforced from now on.</summary>
     public void OnUpdateSent(long newMax, long now)
     {

@@ -61,8 +61,10 @@ internal sealed class StreamState
 
         if (CanReceive)
         {
-            Receive = new ReceiveBuffer(Math.Max(1, receiveMaxWindow));
-            ReceiveFlow = new ReceiveFlowController(receiveWindow, Math.Max(receiveWindow, receiveMaxWindow));
+            // The unread data never exceeds the window (MaxData - ReadOffset <= MaxWindow), so this limit is not hit.
+            long maxWindow = Math.Max(receiveWindow, receiveMaxWindow);
+            Receive = new ReceiveBuffer(Math.Max(1, maxWindow));
+            ReceiveFlow = new ReceiveFlowController(receiveWindow, maxWindow);
         }
         else
         {

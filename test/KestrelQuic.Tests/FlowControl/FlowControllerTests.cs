@@ -143,4 +143,20 @@ public sealed class FlowControllerTests
         Assert.Equal(2000, flow.Window);
         Assert.Equal(4000, max);
     }
+
+    [Fact]
+    public void EnsureWindowAtLeast_IsBoundedByMaxWindow()
+    {
+        var flow = new ReceiveFlowController(1000, 5000);
+        flow.EnsureWindowAtLeast(500);
+        Assert.Equal(1000, flow.Window);
+        flow.EnsureWindowAtLeast(3000);
+        Assert.Equal(3000, flow.Window);
+        flow.EnsureWindowAtLeast(1_000_000);
+        Assert.Equal(5000, flow.Window);
+        flow.TryReceive(1000);
+        flow.OnConsumed(1000);
+        Assert.True(flow.ShouldSendUpdate(0, 0, out long max));
+        Assert.Equal(6000, max);
+    }
 }
