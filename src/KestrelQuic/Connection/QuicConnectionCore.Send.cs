@@ -440,17 +440,14 @@ internal sealed partial class QuicConnectionCore
             {
                 while (w.Remaining > 8)
                 {
-                    long connectionLimit = send.SentOffset + Math.Max(0, _connectionSendFlow.Available);
-                    long flowLimit = Math.Min(s.SendFlow.MaxData, connectionLimit);
                     int headerMax = 1 + VariableLengthInteger.GetLength(s.Id) + 8 + 2;
                     int maxData = w.Remaining - headerMax;
                     if (maxData < 0) break;
-                    if (!send.TryGetNext(maxData, flowLimit, out long offset, out int length, out bool fin, out bool retransmission))
+                    if (!s.TryGetNextFrame(maxData, out long offset, out int length, out bool fin, out _))
                     {
                         break;
                     }
 
-                    long previousSent = send.SentOffset;
                     byte typeByte = (byte)(0x08 | 0x02 | (offset > 0 ? 0x04 : 0) | (fin ? 0x01 : 0));
                     w.WriteByte(typeByte);
                     w.WriteVarInt(s.Id);
@@ -458,32 +455,25 @@ internal sealed partial class QuicConnectionCore
                     w.WriteVarInt((ulong)length);
                     send.CopyTo(offset, w.Free.Slice(0, length));
                     w.Advance(length);
-                    send.MarkSent(offset, length, fin);
-                    s.OnDataSent(offset, length, fin);
-                    long newBytes = Math.Max(0, offset + length - previousSent);
-                    if (newBytes > 0) _connectionSendFlow.Consume(newBytes);
+                    s.OnStreamFrameSent(offset, length, fin);
                     sent.AddFrame(new SentFrame { Kind = FrameKind.Stream, StreamId = s.Id, Offset = offset, Length = length, Fin = fin });
                     any = true;
-                    if (length == 0 && fin) break;
+                    if (length == 0) break;
                 }
 
-                if (send.HasPendingData(Math.Min(s.SendFlow.MaxData, send.SentOffset + Math.Max(0, _connectionSendFlow.Available))))
+                if (s.HasDataToSend())
                 {
                     QueueForSend(s);
                 }
-                else if (send.HasPendingData(s.SendFlow.MaxData) && !send.HasPendingData(send.SentOffset + Math.Max(0, _connectionSendFlow.Available)))
+                else if (send.HasPendingData(s.SendFlow!.MaxData))
                 {
                     // Blocked by connection-level flow control: DATA_BLOCKED goes out with the control frames.
                     _dataBlockedPending = true;
                 }
-                else if (send.HasPendingData(long.MaxValue))
-                {
-                    QueueForSend(s); // blocked by its own flow control: STREAM_DATA_BLOCKED next time
-                }
             }
 
-            if (s.HasPendingControlFrames) QueueForSend(s);
-            if (send is not null && send.BufferedBytes < send.MaxBufferedBytes / 2) Emit(ConnectionEventKind.StreamWritable, s.Id);
+            if (s.NeedsResetStream || s.NeedsStopSending) QueueForSend(s);
+            if (send is not null && !send.IsFinished && send.BufferedBytes < StreamSendBufferLimit / 2) Emit(ConnectionEventKind.StreamWritable, s.Id);
         }
 
         return any;
@@ -494,7 +484,7 @@ internal sealed partial class QuicConnectionCore
         bool any = false;
         if (s.NeedsResetStream && w.Remaining >= 1 + 8 + 8 + 8)
         {
-            FrameWriter.WriteResetStream(ref w, s.Id, s.ResetErrorCode, (ulong)s.ResetFinalSize);
+            FrameWriter.WriteResetStream(ref w, s.Id, s.PendingResetErrorCode ?? 0, (ulong)s.ResetFinalSize);
             sent.AddFrame(new SentFrame { Kind = FrameKind.ResetStream, StreamId = s.Id });
             s.OnResetSent();
             any = true;
@@ -502,24 +492,26 @@ internal sealed partial class QuicConnectionCore
 
         if (s.NeedsStopSending && w.Remaining >= 1 + 8 + 8)
         {
-            FrameWriter.WriteStopSending(ref w, s.Id, s.StopSendingErrorCode);
+            FrameWriter.WriteStopSending(ref w, s.Id, s.StopSendingErrorCode ?? 0);
             sent.AddFrame(new SentFrame { Kind = FrameKind.StopSending, StreamId = s.Id });
             s.OnStopSendingSent();
             any = true;
         }
 
-        if (s.ReceiveFlow is not null && s.CanReceive && s.ReceiveState is ReceiveStreamState.Recv && w.Remaining >= 1 + 8 + 8
-            && s.ReceiveFlow.ShouldSendUpdate(now, _rtt.SmoothedRtt, out long newMax))
+        if (w.Remaining >= 1 + 8 + 8 && s.NeedsMaxStreamData(now, _rtt.SmoothedRtt, out long newMax))
         {
             FrameWriter.WriteMaxStreamData(ref w, s.Id, (ulong)newMax);
-            s.ReceiveFlow.OnUpdateSent(newMax, now);
+            s.OnMaxStreamDataSent(newMax, now);
+            // Keep the connection window above any auto-tuned stream window, or the connection becomes the bottleneck.
+            _connectionReceiveFlow.EnsureWindowAtLeast(s.ReceiveFlow!.Window + s.ReceiveFlow.Window / 2);
             sent.AddFrame(new SentFrame { Kind = FrameKind.MaxStreamData, StreamId = s.Id, Value2 = newMax });
             any = true;
         }
 
-        if (s.SendFlow is not null && s.CanSend && w.Remaining >= 1 + 8 + 8 && s.SendFlow.ShouldSendBlocked(out long limit))
+        if (w.Remaining >= 1 + 8 + 8 && s.NeedsStreamDataBlocked(out long limit))
         {
             FrameWriter.WriteStreamDataBlocked(ref w, s.Id, (ulong)limit);
+            s.OnStreamDataBlockedSent(limit);
             sent.AddFrame(new SentFrame { Kind = FrameKind.StreamDataBlocked, StreamId = s.Id, Value2 = limit });
             any = true;
         }
@@ -550,6 +542,7 @@ internal sealed partial class QuicConnectionCore
             if (_connectionSendFlow.ShouldSendBlocked(out long limit))
             {
                 FrameWriter.WriteDataBlocked(ref w, (ulong)limit);
+                _connectionSendFlow.OnBlockedSent(limit);
                 sent.AddFrame(new SentFrame { Kind = FrameKind.DataBlocked, Value2 = limit });
                 any = true;
             }
@@ -569,6 +562,7 @@ internal sealed partial class QuicConnectionCore
             if (w.Remaining >= 9 && _streamLimits.ShouldSendStreamsBlocked(t, out ulong blockedAt))
             {
                 FrameWriter.WriteStreamsBlocked(ref w, t == QuicStreamType.Bidirectional, blockedAt);
+                _streamLimits.OnStreamsBlockedSent(t, blockedAt);
                 sent.AddFrame(new SentFrame { Kind = i == 0 ? FrameKind.StreamsBlockedBidi : FrameKind.StreamsBlockedUni, Value = blockedAt });
                 any = true;
             }
@@ -629,7 +623,7 @@ internal sealed partial class QuicConnectionCore
                 case FrameKind.Stream:
                     if (_streams.TryGetValue(f.StreamId, out StreamState? s))
                     {
-                        s.OnDataAcked(f.Offset, f.Length, f.Fin);
+                        s.OnStreamFrameAcked(f.Offset, f.Length, f.Fin);
                         ReleaseIfClosed(s);
                     }
 
@@ -641,6 +635,9 @@ internal sealed partial class QuicConnectionCore
                         ReleaseIfClosed(r);
                     }
 
+                    break;
+                case FrameKind.StopSending:
+                    if (_streams.TryGetValue(f.StreamId, out StreamState? st)) st.OnStopSendingAcked();
                     break;
                 case FrameKind.Ping when f.Value == 1:
                     Emit(ConnectionEventKind.PingAcknowledged);
@@ -663,7 +660,7 @@ internal sealed partial class QuicConnectionCore
                 case FrameKind.Stream:
                     if (_streams.TryGetValue(f.StreamId, out StreamState? s) && s.Send is not null)
                     {
-                        s.Send.OnLost(f.Offset, f.Length, f.Fin);
+                        s.OnStreamFrameLost(f.Offset, f.Length, f.Fin);
                         QueueForSend(s);
                     }
 
@@ -685,9 +682,9 @@ internal sealed partial class QuicConnectionCore
 
                     break;
                 case FrameKind.MaxStreamData:
-                    if (_streams.TryGetValue(f.StreamId, out StreamState? ms) && ms.ReceiveFlow is not null)
+                    if (_streams.TryGetValue(f.StreamId, out StreamState? ms))
                     {
-                        ms.ReceiveFlow.OnUpdateLost();
+                        ms.OnMaxStreamDataLost();
                         QueueForSend(ms);
                     }
 
@@ -702,7 +699,22 @@ internal sealed partial class QuicConnectionCore
                     _streamLimits.OnMaxStreamsLost(QuicStreamType.Unidirectional);
                     break;
                 case FrameKind.DataBlocked:
+                    _connectionSendFlow.OnBlockedLost(f.Value2);
                     _dataBlockedPending = true;
+                    break;
+                case FrameKind.StreamDataBlocked:
+                    if (_streams.TryGetValue(f.StreamId, out StreamState? sdb))
+                    {
+                        sdb.OnStreamDataBlockedLost(f.Value2);
+                        QueueForSend(sdb);
+                    }
+
+                    break;
+                case FrameKind.StreamsBlockedBidi:
+                    _streamLimits.OnStreamsBlockedLost(QuicStreamType.Bidirectional, f.Value);
+                    break;
+                case FrameKind.StreamsBlockedUni:
+                    _streamLimits.OnStreamsBlockedLost(QuicStreamType.Unidirectional, f.Value);
                     break;
                 case FrameKind.HandshakeDone:
                     _handshakeDonePending = true;

@@ -59,15 +59,15 @@ internal sealed partial class QuicConnectionCore
         return StreamId.IsLocallyInitiated(id, IsServer) ? _peerInitialMaxStreamDataBidiRemote : _peerInitialMaxStreamDataBidiLocal;
     }
 
-    private long InitialReceiveWindow(ulong id)
-    {
-        if (!StreamId.IsBidirectional(id)) return _config.MaxStreamData;
-        return _config.MaxStreamData;
-    }
+    // We advertise the same initial window for every stream type.
+    private long InitialReceiveWindow(ulong id) => _config.MaxStreamData;
+
+    /// <summary>Unacknowledged bytes an application may buffer per stream before writes are refused (backpressure).</summary>
+    private long StreamSendBufferLimit => Math.Max(1024 * 1024, Math.Min(_config.MaxStreamReceiveWindow, 8L * 1024 * 1024));
 
     private StreamState CreateStream(ulong id)
     {
-        var stream = new StreamState(id, IsServer, InitialSendCredit(id), InitialReceiveWindow(id), _config.MaxStreamReceiveWindow);
+        var stream = new StreamState(id, IsServer, InitialSendCredit(id), InitialReceiveWindow(id), _config.MaxStreamReceiveWindow, _connectionReceiveFlow, _connectionSendFlow, StreamSendBufferLimit);
         _streams.Add(id, stream);
         return stream;
     }
@@ -91,13 +91,13 @@ internal sealed partial class QuicConnectionCore
     /// <summary>Buffers application data for sending; returns the bytes accepted (less than asked when the send buffer is full).</summary>
     public int WriteStream(ulong streamId, ReadOnlySpan<byte> data, bool fin = false)
     {
-        if (!_streams.TryGetValue(streamId, out StreamState? s) || s.Send is null || s.SendState is not (SendStreamState.Ready or SendStreamState.Send))
+        if (!_streams.TryGetValue(streamId, out StreamState? s) || s.Send is null || s.SendState is not (SendStreamState.Ready or SendStreamState.Send) || s.Send.IsFinished)
         {
             return 0;
         }
 
-        int n = data.IsEmpty ? 0 : s.Send.Write(data);
-        if (fin && n == data.Length) s.Send.Finish();
+        int n = data.IsEmpty ? 0 : s.Write(data);
+        if (fin && n == data.Length) s.Finish();
         QueueForSend(s);
         return n;
     }
@@ -106,7 +106,7 @@ internal sealed partial class QuicConnectionCore
     {
         if (_streams.TryGetValue(streamId, out StreamState? s) && s.Send is not null && !s.Send.IsFinished && s.SendState is SendStreamState.Ready or SendStreamState.Send)
         {
-            s.Send.Finish();
+            s.Finish();
             QueueForSend(s);
         }
     }
@@ -120,7 +120,7 @@ internal sealed partial class QuicConnectionCore
             return 0;
         }
 
-        int n = s.Read(destination, _connectionReceiveFlow);
+        int n = s.Read(destination);
         finished = s.ReceiveState == ReceiveStreamState.DataRead;
         if (n > 0) QueueForSend(s); // a window update may be due
         _maxDataPending |= n > 0;
@@ -173,7 +173,8 @@ internal sealed partial class QuicConnectionCore
     private void ReleaseIfClosed(StreamState s)
     {
         if (!s.IsClosed || !_streams.Remove(s.Id)) return;
-        s.Discard();
+        s.Send?.Discard();
+        s.Receive?.Discard();
         if (!StreamId.IsLocallyInitiated(s.Id, IsServer))
         {
             _streamLimits.OnRemoteStreamClosed(StreamId.IsBidirectional(s.Id) ? QuicStreamType.Bidirectional : QuicStreamType.Unidirectional);
@@ -241,7 +242,7 @@ internal sealed partial class QuicConnectionCore
         {
             if (local)
             {
-                if (!_streamLimits.IsLocalOpened(id))
+                if (!_streamLimits.IsLocalStreamOpened(id))
                 {
                     error = new TransportError(TransportErrorCode.StreamStateError, type, "frame for a locally initiated stream not yet created");
                     return false;
@@ -250,13 +251,12 @@ internal sealed partial class QuicConnectionCore
                 return true; // already closed and released: late frame
             }
 
-            if (!_streamLimits.TryOpenRemote(id, out ulong firstNewId, out error))
+            if (!_streamLimits.TryOpenRemote(id, out ulong firstNewId, out ulong newCount, out error, type))
             {
-                error = error with { FrameType = type };
                 return false;
             }
 
-            if (firstNewId == ulong.MaxValue)
+            if (newCount == 0)
             {
                 return true; // opened before and already released
             }
@@ -276,7 +276,7 @@ internal sealed partial class QuicConnectionCore
             {
                 long before = stream.Receive!.ReadableBytes;
                 bool wasFin = stream.Receive.IsFinReceived;
-                if (!stream.OnStreamFrame((long)frame.Offset, frame.Data, frame.Fin, _connectionReceiveFlow, out error))
+                if (!stream.OnStreamFrame((long)frame.Offset, frame.Data, frame.Fin, out error))
                 {
                     error = error with { FrameType = type };
                     return false;
@@ -291,7 +291,7 @@ internal sealed partial class QuicConnectionCore
             }
 
             case FrameType.ResetStream:
-                if (!stream.OnResetStream(frame.ErrorCode, (long)frame.FinalSize, _connectionReceiveFlow, out error))
+                if (!stream.OnResetStream(frame.ErrorCode, (long)frame.FinalSize, out error))
                 {
                     error = error with { FrameType = type };
                     return false;
@@ -314,12 +314,13 @@ internal sealed partial class QuicConnectionCore
                 return true;
 
             case FrameType.MaxStreamData:
-                stream.OnMaxStreamData((long)Math.Min(frame.Maximum, long.MaxValue));
+                if (!stream.OnMaxStreamData((long)Math.Min(frame.Maximum, long.MaxValue), out error)) return false;
                 QueueForSend(stream);
                 Emit(ConnectionEventKind.StreamWritable, id);
                 return true;
 
             case FrameType.StreamDataBlocked:
+                if (!stream.OnStreamDataBlocked((long)Math.Min(frame.Maximum, long.MaxValue), out error)) return false;
                 QueueForSend(stream); // re-evaluate its window
                 return true;
         }
@@ -331,7 +332,7 @@ internal sealed partial class QuicConnectionCore
     {
         foreach (StreamState s in _streams.Values)
         {
-            if (s.Send is not null && s.Send.HasPendingData(long.MaxValue)) QueueForSend(s);
+            if (s.HasDataToSend()) QueueForSend(s);
         }
     }
 
@@ -342,7 +343,7 @@ internal sealed partial class QuicConnectionCore
         {
             if (s.Send is not null && s.Send.SentOffset > 0)
             {
-                s.Send.OnLost(0, (int)Math.Min(int.MaxValue, s.Send.SentOffset), s.Send.IsFinished);
+                s.OnStreamFrameLost(0, (int)Math.Min(int.MaxValue, s.Send.SentOffset), s.Send.IsFinSent);
                 QueueForSend(s);
             }
         }
@@ -360,7 +361,12 @@ internal sealed partial class QuicConnectionCore
 
     private void DisposeStreams()
     {
-        foreach (StreamState s in _streams.Values) s.Discard();
+        foreach (StreamState s in _streams.Values)
+        {
+            s.Send?.Discard();
+            s.Receive?.Discard();
+        }
+
         _streams.Clear();
     }
 }
