@@ -104,11 +104,14 @@ internal sealed class TlsPair : IDisposable
 
     public byte[] ClientTransportParameters { get; set; } = [0x01, 0x02, 0x03];
 
+    /// <summary>Rewrites a flight before delivery: (fromClient, level, message) → bytes to deliver.</summary>
+    public Func<bool, EncryptionLevel, byte[], byte[]>? Transform { get; set; }
+
     public byte[] ServerTransportParameters { get; set; } = [0x0a, 0x0b];
 
-    public static TlsPair Run(TlsOptions clientOptions, TlsOptions serverOptions, bool byteByByte = false)
+    public static TlsPair Run(TlsOptions clientOptions, TlsOptions serverOptions, bool byteByByte = false, Func<bool, EncryptionLevel, byte[], byte[]>? transform = null)
     {
-        var pair = new TlsPair(clientOptions, serverOptions);
+        var pair = new TlsPair(clientOptions, serverOptions) { Transform = transform };
         pair.Start();
         pair.Pump(byteByByte);
         return pair;
@@ -128,6 +131,7 @@ internal sealed class TlsPair : IDisposable
             while (ClientHost.Pending.Count > 0 && ServerAlert is null)
             {
                 (EncryptionLevel level, byte[] data) = ClientHost.Pending.Dequeue();
+                data = Transform?.Invoke(true, level, data) ?? data;
                 ServerAlert = Feed(Server, level, data, byteByByte);
                 progressed = true;
             }
@@ -135,6 +139,7 @@ internal sealed class TlsPair : IDisposable
             while (ServerHost.Pending.Count > 0 && ClientAlert is null && ServerAlert is null)
             {
                 (EncryptionLevel level, byte[] data) = ServerHost.Pending.Dequeue();
+                data = Transform?.Invoke(false, level, data) ?? data;
                 ClientAlert = Feed(Client, level, data, byteByByte);
                 progressed = true;
             }
