@@ -39,9 +39,9 @@ internal static class TlsOptionsFactory
 
             options.ClientCertificateMode = config.ClientCertificateMode switch
             {
-                ClientCertificateMode.AllowCertificate => TlsClientCertificateMode.Allow,
-                ClientCertificateMode.RequireCertificate => TlsClientCertificateMode.Require,
-                _ => TlsClientCertificateMode.None,
+                Configuration.ClientCertificateMode.AllowCertificate => Tls.ClientCertificateMode.Allow,
+                Configuration.ClientCertificateMode.RequireCertificate => Tls.ClientCertificateMode.Require,
+                _ => Tls.ClientCertificateMode.None,
             };
             options.SessionTicketKey = config.SessionTicketKey ?? s_ticketKeys.GetValue(config, _ => RandomNumberGenerator.GetBytes(32));
             options.AcceptEarlyData = connection.IsEarlyDataCompatible;
