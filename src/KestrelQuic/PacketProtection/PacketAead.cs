@@ -1,0 +1,123 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using KestrelQuic.Crypto;
+
+namespace KestrelQuic.PacketProtection;
+
+/// <summary>
+/// The AEAD of one key phase and direction (RFC 9001 §5.3): a cached platform <see cref="AesGcm"/> or
+/// <see cref="ChaCha20Poly1305"/> instance, nonce = IV XOR packet number. Seals and opens in place without allocating.
+/// Not thread-safe: the platform AEAD instances must not be used concurrently.
+/// </summary>
+internal sealed class PacketAead : IDisposable
+{
+    public const int TagLength = CipherSuiteInfo.TagLength;
+    private const int NonceLength = CipherSuiteInfo.IvLength;
+
+    private readonly AesGcm? _aesGcm;
+    private readonly ChaCha20Poly1305? _chaCha;
+    private readonly byte[] _iv;
+    private long _encryptedPackets;
+    private long _failedDecryptions;
+
+    private PacketAead(CipherSuite suite, AesGcm? aesGcm, ChaCha20Poly1305? chaCha, byte[] iv)
+    {
+        Suite = suite;
+        _aesGcm = aesGcm;
+        _chaCha = chaCha;
+        _iv = iv;
+    }
+
+    public CipherSuite Suite { get; }
+
+    /// <summary>Packets sealed with this key (for the confidentiality limit, RFC 9001 §6.6).</summary>
+    public long EncryptedPackets => _encryptedPackets;
+
+    /// <summary>Packets that failed authentication with this key (for the integrity limit, RFC 9001 §6.6).</summary>
+    public long FailedDecryptions => _failedDecryptions;
+
+    /// <summary>Creates the AEAD from the "quic key" and "quic iv" values.</summary>
+    public static PacketAead Create(CipherSuite suite, ReadOnlySpan<byte> key, ReadOnlySpan<byte> iv)
+    {
+        if (key.Length != CipherSuiteInfo.KeyLength(suite))
+        {
+            throw new ArgumentException($"AEAD key for {suite} must be {CipherSuiteInfo.KeyLength(suite)} bytes.", nameof(key));
+        }
+
+        if (iv.Length != NonceLength) throw new ArgumentException("The IV must be 12 bytes.", nameof(iv));
+
+        return suite switch
+        {
+            CipherSuite.Aes128GcmSha256 or CipherSuite.Aes256GcmSha384 => new PacketAead(suite, new AesGcm(key, TagLength), null, iv.ToArray()),
+            CipherSuite.ChaCha20Poly1305Sha256 => new PacketAead(suite, null, new ChaCha20Poly1305(key), iv.ToArray()),
+            _ => throw new ArgumentOutOfRangeException(nameof(suite), suite, "Unsupported cipher suite."),
+        };
+    }
+
+    /// <summary>Encrypts <paramref name="plaintextInOut"/> in place and writes the 16-byte tag.</summary>
+    public void Seal(long packetNumber, ReadOnlySpan<byte> associatedData, Span<byte> plaintextInOut, Span<byte> tag)
+    {
+        if (tag.Length != TagLength) throw new ArgumentException("The tag must be 16 bytes.", nameof(tag));
+        Span<byte> nonce = stackalloc byte[NonceLength];
+        ComputeNonce(packetNumber, nonce);
+        if (_aesGcm is not null)
+        {
+            _aesGcm.Encrypt(nonce, plaintextInOut, plaintextInOut, tag, associatedData);
+        }
+        else
+        {
+            _chaCha!.Encrypt(nonce, plaintextInOut, plaintextInOut, tag, associatedData);
+        }
+
+        _encryptedPackets++;
+    }
+
+    /// <summary>
+    /// Decrypts <paramref name="ciphertextInOut"/> in place. Returns false when authentication fails; the platform then
+    /// clears the buffer, so the ciphertext cannot be retried with other keys.
+    /// </summary>
+    public bool TryOpen(long packetNumber, ReadOnlySpan<byte> associatedData, Span<byte> ciphertextInOut, ReadOnlySpan<byte> tag)
+    {
+        if (tag.Length != TagLength)
+        {
+            _failedDecryptions++;
+            return false;
+        }
+
+        Span<byte> nonce = stackalloc byte[NonceLength];
+        ComputeNonce(packetNumber, nonce);
+        try
+        {
+            if (_aesGcm is not null)
+            {
+                _aesGcm.Decrypt(nonce, ciphertextInOut, tag, ciphertextInOut, associatedData);
+            }
+            else
+            {
+                _chaCha!.Decrypt(nonce, ciphertextInOut, tag, ciphertextInOut, associatedData);
+            }
+
+            return true;
+        }
+        catch (AuthenticationTagMismatchException)
+        {
+            // A forged or corrupted packet is expected input; RFC 9001 §6.6 only asks us to count it.
+            _failedDecryptions++;
+            return false;
+        }
+    }
+
+    /// <summary>nonce = iv XOR packet number, left-padded to the IV length in network byte order (RFC 9001 §5.3).</summary>
+    internal void ComputeNonce(long packetNumber, Span<byte> nonce)
+    {
+        _iv.CopyTo(nonce);
+        Span<byte> tail = nonce.Slice(NonceLength - 8);
+        BinaryPrimitives.WriteUInt64BigEndian(tail, BinaryPrimitives.ReadUInt64BigEndian(tail) ^ (ulong)packetNumber);
+    }
+
+    public void Dispose()
+    {
+        _aesGcm?.Dispose();
+        _chaCha?.Dispose();
+    }
+}
