@@ -17,6 +17,7 @@ internal sealed partial class QuicConnectionCore
     private long _pathValidationDeadline = long.MaxValue;
     private EndPoint? _pathChallengeDestination;
     private EndPoint? _previousRemoteAddress;
+    private readonly byte[] _pathFrameScratch = new byte[8];
 
     /// <summary>True while a new peer address awaits validation (RFC 9000 §8.2).</summary>
     public bool IsPathValidationInProgress => _pathChallengeData is not null;
@@ -109,7 +110,7 @@ internal sealed partial class QuicConnectionCore
     private bool WritePathFrames(ref SpanWriter w, SentPacket sent)
     {
         bool any = false;
-        Span<byte> data = stackalloc byte[8];
+        byte[] data = _pathFrameScratch;
         while (w.Remaining >= 9 && _pathResponses.TryDequeue(out ulong response))
         {
             System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(data, response);

@@ -3,6 +3,8 @@ using KestrelQuic.Frames;
 using KestrelQuic.PacketProtection;
 using KestrelQuic.Packets;
 using KestrelQuic.Protocol;
+using KestrelQuic.Streams;
+using KestrelQuic.Tls;
 using KestrelQuic.Wire;
 
 namespace KestrelQuic.Connection;
@@ -168,8 +170,8 @@ internal sealed partial class QuicConnectionCore
             if (!header.IsLongHeader && TryHandleStatelessReset(packet, now)) return;
             Statistics.DecryptionFailures++;
             Statistics.PacketsDropped++;
-            keys.FailedDecryptions++;
-            if (keys.FailedDecryptions > PacketProtectionKeys.IntegrityLimit(keys.Suite))
+            // RFC 9001 §6.6: the integrity limit counts failures over the connection's lifetime.
+            if (header.Type == PacketType.OneRtt && Statistics.DecryptionFailures > PacketProtectionKeys.IntegrityLimit(keys.Suite))
             {
                 CloseWithError(new TransportError(TransportErrorCode.AeadLimitReached, 0, "AEAD integrity limit reached"), now);
             }

@@ -344,7 +344,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _connectionIds.AddInitialLocalId(scid);
         _connectionIds.SetInitialPeerId(_originalDestinationConnectionId);
         _localParameters.InitialSourceConnectionId = scid;
-        _localParameters.VersionInformation = new VersionInformation(_version, _config.SupportedVersions.ToArray());
+        _localParameters.VersionInformation = new VersionInformation { ChosenVersion = _version, AvailableVersions = _config.SupportedVersions.ToArray() };
         InstallInitialKeys(_originalDestinationConnectionId);
         _peerAddressValidated = true; // the client never limits itself
         ApplyRememberedParametersForEarlyData();
@@ -361,7 +361,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _localParameters.OriginalDestinationConnectionId = _originalDestinationConnectionId;
         _localParameters.RetrySourceConnectionId = _retrySourceConnectionId;
         _localParameters.StatelessResetToken = entry.StatelessResetToken;
-        _localParameters.VersionInformation = new VersionInformation(_version, _config.SupportedVersions.ToArray());
+        _localParameters.VersionInformation = new VersionInformation { ChosenVersion = _version, AvailableVersions = _config.SupportedVersions.ToArray() };
         InstallInitialKeys(clientDcid);
         _tls.Start(_localParameters.Encode());
     }
