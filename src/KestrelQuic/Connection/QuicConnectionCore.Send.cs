@@ -31,7 +31,7 @@ internal sealed partial class QuicConnectionCore
 
         public readonly int PayloadStart => PacketNumberOffset + PacketNumberLength;
 
-        public readonly int End => PayloadStart + PayloadLength + TagLength;
+        public readonly int End => Start + PayloadStart + PayloadLength + TagLength;
     }
 
     /// <summary>The largest UDP payload usable on the current path.</summary>
