@@ -91,7 +91,12 @@ internal sealed class PacketProtectionKeys : IDisposable
         HkdfLabel.Expand(hash, secret, labels.Hp, default, hpKey.Slice(0, CipherSuiteInfo.KeyLength(suite)));
     }
 
-    public void Dispose() => Aead.Dispose();
+    /// <summary>Releases the AEAD and clears the secret. The shared header protection holds no native resources.</summary>
+    public void Dispose()
+    {
+        Aead.Dispose();
+        System.Security.Cryptography.CryptographicOperations.ZeroMemory(Secret);
+    }
 
     private static PacketProtectionKeys Create(CipherSuite suite, ReadOnlySpan<byte> secret, uint version, PacketProtectionLabels labels, HeaderProtection hp)
     {
