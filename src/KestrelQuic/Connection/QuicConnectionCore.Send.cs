@@ -570,8 +570,10 @@ internal sealed partial class QuicConnectionCore
 
         if (isOneRtt)
         {
-            foreach (ConnectionIdEntry e in _connectionIds.LocalIds)
+            IReadOnlyList<ConnectionIdEntry> localIds = _connectionIds.LocalIds;
+            for (int i = 0; i < localIds.Count; i++)
             {
+                ConnectionIdEntry e = localIds[i]; // indexed: a foreach over the interface would box its enumerator per packet
                 if (!e.NeedsSend || w.Remaining < 1 + 8 + 8 + 1 + e.ConnectionId.Length + 16) continue;
                 FrameWriter.WriteNewConnectionId(ref w, e.SequenceNumber, 0, e.ConnectionId, e.StatelessResetToken!);
                 e.NeedsSend = false;
