@@ -34,6 +34,18 @@ internal sealed partial class QuicConnectionCore
         public readonly int End => Start + PayloadStart + PayloadLength + TagLength;
     }
 
+    private readonly Queue<byte[]> _newTokensToSend = new();
+    private readonly Dictionary<ulong, byte[]> _newTokensInFlight = new();
+    private ulong _nextNewTokenId;
+
+    /// <summary>Server: sends a NEW_TOKEN frame (RFC 9000 §8.1.3) carrying a token minted by the endpoint, retransmitted until acknowledged.</summary>
+    public void SendNewToken(byte[] token)
+    {
+        if (!IsServer) throw new InvalidOperationException("Only servers send NEW_TOKEN.");
+        if (token.Length == 0) throw new ArgumentException("A NEW_TOKEN token must not be empty.", nameof(token));
+        _newTokensToSend.Enqueue(token);
+    }
+
     /// <summary>The largest UDP payload usable on the current path.</summary>
     private int MaxDatagramSizeForPath()
     {
@@ -581,6 +593,16 @@ internal sealed partial class QuicConnectionCore
                 any = true;
             }
 
+            while (IsServer && _newTokensToSend.TryPeek(out byte[]? token) && w.Remaining >= 1 + 8 + token.Length)
+            {
+                _newTokensToSend.Dequeue();
+                FrameWriter.WriteNewToken(ref w, token);
+                ulong tokenId = _nextNewTokenId++;
+                _newTokensInFlight[tokenId] = token;
+                sent.AddFrame(new SentFrame { Kind = FrameKind.NewToken, Value = tokenId });
+                any = true;
+            }
+
             while (w.Remaining >= 9 && _connectionIds.TryDequeueRetirement(out ulong seq))
             {
                 FrameWriter.WriteRetireConnectionId(ref w, seq);
@@ -640,6 +662,9 @@ internal sealed partial class QuicConnectionCore
                     break;
                 case FrameKind.StopSending:
                     if (_streams.TryGetValue(f.StreamId, out StreamState? st)) st.OnStopSendingAcked();
+                    break;
+                case FrameKind.NewToken:
+                    _newTokensInFlight.Remove(f.Value);
                     break;
                 case FrameKind.Ping when f.Value == 1:
                     Emit(ConnectionEventKind.PingAcknowledged);
@@ -720,6 +745,9 @@ internal sealed partial class QuicConnectionCore
                     break;
                 case FrameKind.HandshakeDone:
                     _handshakeDonePending = true;
+                    break;
+                case FrameKind.NewToken:
+                    if (_newTokensInFlight.Remove(f.Value, out byte[]? lostToken)) _newTokensToSend.Enqueue(lostToken);
                     break;
                 case FrameKind.NewConnectionId:
                     foreach (ConnectionIdEntry e in _connectionIds.LocalIds)

@@ -153,3 +153,19 @@ public sealed class HandshakeSimulationTests
         Assert.Equal(QuicVersion.Version2, net.Server!.Version);
     }
 }
+
+public sealed class NewTokenSimulationTests
+{
+    [Fact]
+    public void ServerNewToken_ReachesClientDespiteLoss()
+    {
+        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), SimulationHelpers.ServerConfig(), seed: 3);
+        Assert.True(net.RunUntilHandshakeComplete());
+        net.ToClient.LossRate = 0.5;
+        byte[] token = { 1, 2, 3, 4, 5 };
+        net.Server!.SendNewToken(token);
+        Assert.True(net.RunUntil(() => net.ClientEvents.Any(e => e.Kind == ConnectionEventKind.NewTokenReceived), TimeSpan.FromSeconds(30)));
+        Assert.Equal(token, net.ClientEvents.First(e => e.Kind == ConnectionEventKind.NewTokenReceived).Data);
+        Assert.Throws<InvalidOperationException>(() => net.Client.SendNewToken(token));
+    }
+}
