@@ -53,6 +53,9 @@ internal enum ConnectionEventKind
     /// <summary>A new path was validated; the peer's address is now <see cref="ConnectionEvent.Data"/>-less (see the connection's RemoteAddress).</summary>
     PathValidated,
 
+    /// <summary>Server with deferred configuration: the ClientHello arrived (see <see cref="QuicConnectionCore.ClientHello"/>); call <see cref="QuicConnectionCore.ResumeHandshake"/>.</summary>
+    ClientHelloReceived,
+
     /// <summary>The connection is over: see the connection's <see cref="QuicConnectionCore.CloseReason"/>.</summary>
     Terminated,
 }

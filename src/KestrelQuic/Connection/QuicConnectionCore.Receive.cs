@@ -516,6 +516,19 @@ internal sealed partial class QuicConnectionCore
             _ => EncryptionLevel.OneRtt,
         };
 
+        if (_awaitingConfiguration && space == PacketNumberSpace.Initial)
+        {
+            while (s.CryptoReceive.TryPeek(out ReadOnlySpan<byte> pending) && !pending.IsEmpty)
+            {
+                int n = pending.Length;
+                bool ok = BufferClientHello(pending, out error);
+                s.CryptoReceive.Advance(n);
+                if (!ok) return false;
+            }
+
+            return true;
+        }
+
         while (s.CryptoReceive.TryPeek(out ReadOnlySpan<byte> chunk) && !chunk.IsEmpty)
         {
             int n = chunk.Length;

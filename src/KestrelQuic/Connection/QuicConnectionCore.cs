@@ -32,11 +32,11 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private const long TicksPerMillisecond = TimeSpan.TicksPerMillisecond;
     private const int MaxBufferedUndecryptablePackets = 10;
 
-    private readonly QuicConfiguration _config;
+    private QuicConfiguration _config;
     private readonly PacketNumberSpaceState[] _spaces;
     private readonly ConnectionIdManager _connectionIds;
-    private readonly TlsHandshake _tls;
-    private readonly TransportParameters _localParameters;
+    private TlsHandshake _tls;
+    private TransportParameters _localParameters;
     private readonly RttEstimator _rtt;
     private readonly ICongestionController _congestion;
     private readonly LossDetection _loss;
@@ -175,7 +175,8 @@ internal sealed partial class QuicConnectionCore : IDisposable
         byte[]? retrySourceConnectionId = null,
         bool addressValidated = false,
         Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null,
-        byte[]? localConnectionId = null)
+        byte[]? localConnectionId = null,
+        bool deferConfiguration = false)
     {
         byte[] odcid = originalDestinationConnectionId ?? clientDestinationConnectionId.ToArray();
         var connection = new QuicConnectionCore(config, isServer: true, version, odcid, remoteAddress, now)
@@ -184,6 +185,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         };
         connection._retrySourceConnectionId = retrySourceConnectionId;
         connection._peerAddressValidated = addressValidated;
+        connection._awaitingConfiguration = deferConfiguration;
         connection.StartServer(clientDestinationConnectionId, clientSourceConnectionId.ToArray(), localConnectionId, now);
         return connection;
     }
@@ -357,13 +359,18 @@ internal sealed partial class QuicConnectionCore : IDisposable
         byte[] scid = localConnectionId ?? _connectionIds.NewLocalId();
         ConnectionIdEntry entry = _connectionIds.AddInitialLocalId(scid);
         _connectionIds.SetInitialPeerId(clientScid);
-        _localParameters.InitialSourceConnectionId = scid;
+        SetServerConnectionIdParameters(entry);
+        InstallInitialKeys(clientDcid);
+        if (!_awaitingConfiguration) _tls.Start(_localParameters.Encode());
+    }
+
+    private void SetServerConnectionIdParameters(ConnectionIdEntry initialLocalId)
+    {
+        _localParameters.InitialSourceConnectionId = initialLocalId.ConnectionId;
         _localParameters.OriginalDestinationConnectionId = _originalDestinationConnectionId;
         _localParameters.RetrySourceConnectionId = _retrySourceConnectionId;
-        _localParameters.StatelessResetToken = entry.StatelessResetToken;
+        _localParameters.StatelessResetToken = initialLocalId.StatelessResetToken;
         _localParameters.VersionInformation = new VersionInformation { ChosenVersion = _version, AvailableVersions = _config.SupportedVersions.ToArray() };
-        InstallInitialKeys(clientDcid);
-        _tls.Start(_localParameters.Encode());
     }
 
     private void InstallInitialKeys(ReadOnlySpan<byte> clientDcid)
