@@ -1,15 +1,5 @@
 namespace KestrelQuic.Streams;
 
-/// <summary>The directionality of a QUIC stream (RFC 9000 §2.1).</summary>
-public enum QuicStreamType
-{
-    /// <summary>A bidirectional stream: both endpoints can send data on it.</summary>
-    Bidirectional,
-
-    /// <summary>A unidirectional stream: only the initiator sends data on it.</summary>
-    Unidirectional,
-}
-
 /// <summary>Stream ID helpers (RFC 9000 §2.1): bit 0 = initiator (0 client, 1 server), bit 1 = directionality (0 bidi, 1 uni).</summary>
 internal static class StreamId
 {

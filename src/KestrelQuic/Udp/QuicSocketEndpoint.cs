@@ -1,0 +1,343 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using KestrelQuic.Connection;
+using KestrelQuic.Endpoint;
+
+namespace KestrelQuic.Udp;
+
+/// <summary>Receives what happens on the connections of a <see cref="QuicSocketEndpoint"/> (called under its lock; must not block).</summary>
+internal interface IEndpointConnectionOwner
+{
+    void OnConnectionEvent(in ConnectionEvent connectionEvent);
+
+    void OnRemoved();
+}
+
+/// <summary>The monotonic clock of the async layer, in ticks, aligned with UTC at start so address validation tokens survive restarts.</summary>
+internal static class QuicClock
+{
+    private static readonly long s_epoch = DateTime.UtcNow.Ticks;
+    private static readonly long s_start = Stopwatch.GetTimestamp();
+
+    public static long Now => s_epoch + (long)((Stopwatch.GetTimestamp() - s_start) * ((double)TimeSpan.TicksPerSecond / Stopwatch.Frequency));
+}
+
+/// <summary>
+/// Drives a sans-IO <see cref="QuicEndpointCore"/> over one UDP socket: a receive loop that takes datagrams in
+/// batches, one timer for all connections, and batched (GSO) sends. Every access to the core happens under
+/// <see cref="Lock"/>; the public API objects take it for their operations and call <see cref="AfterApplicationOperationLocked"/>.
+/// </summary>
+internal sealed class QuicSocketEndpoint : IAsyncDisposable
+{
+    private const int MaxDatagramsPerReceiveBatch = 64;
+    private const int SendSlotSize = 1500;
+
+    private readonly UdpDatagramSocket _socket;
+    private readonly QuicEndpointCore _core;
+    private readonly IPEndPointCache _endPoints = new();
+    private readonly Dictionary<EndPoint, SocketAddress> _socketAddresses = new();
+    private readonly byte[] _receiveBuffer = GC.AllocateUninitializedArray<byte>(65536, pinned: true);
+    private readonly byte[] _sendBuffer = GC.AllocateUninitializedArray<byte>(UdpDatagramSocket.MaxBytesPerSend + SendSlotSize, pinned: true);
+    private readonly SocketAddress _receiveAddress;
+    private readonly Timer _timer;
+    private readonly CancellationTokenSource _shutdown = new();
+    private bool _disposeWhenEmpty;
+    private long _armedTimeout = long.MaxValue;
+    private Task? _receiveLoop;
+    private bool _disposed;
+
+    private QuicSocketEndpoint(UdpDatagramSocket socket, EndpointSettings settings, bool disposeWhenEmpty)
+    {
+        _socket = socket;
+        _core = new QuicEndpointCore(settings);
+        _receiveAddress = socket.CreateReceiveAddress();
+        _disposeWhenEmpty = disposeWhenEmpty;
+        _timer = new Timer(static s => ((QuicSocketEndpoint)s!).OnTimer(), this, Timeout.Infinite, Timeout.Infinite);
+    }
+
+    /// <summary>Serializes every access to the endpoint and its connections.</summary>
+    public object Lock { get; } = new();
+
+    public QuicEndpointCore Core => _core;
+
+    public IPEndPoint LocalEndPoint => _socket.LocalEndPoint;
+
+    public UdpDatagramSocket Socket => _socket;
+
+    /// <summary>Disposes the endpoint once its last connection is gone (now, if it has none). Under the lock.</summary>
+    public void DisposeWhenEmptyLocked()
+    {
+        _disposeWhenEmpty = true;
+        if (_core.ConnectionCount == 0 && !_disposed) _ = Task.Run(DisposeAsync);
+    }
+
+    /// <summary>Server endpoints: a client Initial created <paramref name="connection"/> (called under the lock).</summary>
+    public Action<EndpointConnection>? ConnectionAccepted { get; set; }
+
+    /// <summary>Binds a socket and starts receiving.</summary>
+    public static QuicSocketEndpoint Start(IPEndPoint localEndPoint, EndpointSettings settings, int receiveBufferSize, int sendBufferSize, bool disposeWhenEmpty)
+    {
+        UdpDatagramSocket socket = UdpDatagramSocket.Bind(localEndPoint, receiveBufferSize, sendBufferSize);
+        try
+        {
+            var endpoint = new QuicSocketEndpoint(socket, settings, disposeWhenEmpty);
+            endpoint._receiveLoop = Task.Factory.StartNew(endpoint.ReceiveLoopAsync, CancellationToken.None, TaskCreationOptions.DenyChildAttach, TaskScheduler.Default).Unwrap();
+            return endpoint;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Call under <see cref="Lock"/> after changing a connection: schedules its sends and timer, dispatches events, flushes.</summary>
+    public void AfterApplicationOperationLocked(EndpointConnection connection)
+    {
+        Debug.Assert(Monitor.IsEntered(Lock));
+        if (_disposed) return;
+        long now = QuicClock.Now;
+        _core.OnApplicationOperation(connection, now);
+        ProcessLocked(now);
+    }
+
+    /// <summary>Starts a client connection on this endpoint (under the lock).</summary>
+    public EndpointConnection ConnectLocked(Configuration.QuicConfiguration configuration, IPEndPoint remote, byte[]? token, Func<EndpointConnection, IEndpointConnectionOwner> createOwner)
+    {
+        Debug.Assert(Monitor.IsEntered(Lock));
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        long now = QuicClock.Now;
+        EndpointConnection connection = _core.Connect(configuration, NormalizeRemote(remote), now, token);
+        connection.Tag = createOwner(connection);
+        ProcessLocked(now);
+        return connection;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        lock (Lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+        }
+
+        _shutdown.Cancel();
+        await _timer.DisposeAsync().ConfigureAwait(false);
+        _socket.Dispose();
+        if (_receiveLoop is not null)
+        {
+            try
+            {
+                await _receiveLoop.ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+            }
+        }
+
+        lock (Lock)
+        {
+            // Whatever is still open ends with the socket; let the owners fail their pending operations.
+            foreach (EndpointConnection c in _core.Connections.ToArray())
+            {
+                (c.Tag as IEndpointConnectionOwner)?.OnRemoved();
+            }
+
+            _core.Dispose();
+        }
+
+        _shutdown.Dispose();
+    }
+
+    private IPEndPoint NormalizeRemote(IPEndPoint remote)
+    {
+        // A dual-stack socket reports IPv4 peers as IPv4 (the cache unmaps them): use the same form for sending and routing.
+        if (remote.Address.IsIPv4MappedToIPv6) return new IPEndPoint(remote.Address.MapToIPv4(), remote.Port);
+        return remote;
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        CancellationToken ct = _shutdown.Token;
+        Socket socket = _socket.Socket;
+        while (!ct.IsCancellationRequested)
+        {
+            int n;
+            try
+            {
+                n = await _socket.ReceiveAsync(_receiveBuffer, _receiveAddress, ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException)
+            {
+                if (ct.IsCancellationRequested) return;
+                continue;
+            }
+
+            lock (Lock)
+            {
+                if (_disposed) return;
+                long now = QuicClock.Now;
+                _core.ReceiveDatagram(_receiveBuffer.AsSpan(0, n), _endPoints.GetEndPoint(_receiveAddress), now);
+
+                // Take what else is queued without going back to the event loop: one flush (and one ACK) for many datagrams.
+                for (int i = 1; i < MaxDatagramsPerReceiveBatch; i++)
+                {
+                    try
+                    {
+                        if (socket.Available == 0) break;
+                        n = socket.ReceiveFrom(_receiveBuffer, SocketFlags.None, _receiveAddress);
+                    }
+                    catch (SocketException)
+                    {
+                        continue; // an ICMP error surfaced on this socket: not fatal for UDP
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        return;
+                    }
+
+                    _core.ReceiveDatagram(_receiveBuffer.AsSpan(0, n), _endPoints.GetEndPoint(_receiveAddress), now);
+                }
+
+                ProcessLocked(QuicClock.Now);
+            }
+        }
+    }
+
+    private void OnTimer()
+    {
+        lock (Lock)
+        {
+            if (_disposed) return;
+            _armedTimeout = long.MaxValue;
+            ProcessLocked(QuicClock.Now);
+        }
+    }
+
+    private void ProcessLocked(long now)
+    {
+        _core.HandleTimeout(now);
+        DispatchLocked();
+        FlushLocked(now);
+        DispatchLocked();
+        ArmTimerLocked(now);
+    }
+
+    private void DispatchLocked()
+    {
+        while (_core.TryDequeueEvent(out EndpointEvent e))
+        {
+            switch (e.Kind)
+            {
+                case EndpointEventKind.ConnectionAccepted:
+                    ConnectionAccepted?.Invoke(e.Connection);
+                    break;
+                case EndpointEventKind.ConnectionRemoved:
+                    DrainConnectionEvents(e.Connection);
+                    (e.Connection.Tag as IEndpointConnectionOwner)?.OnRemoved();
+                    if (_disposeWhenEmpty && _core.ConnectionCount == 0)
+                    {
+                        // A client's private endpoint ends with its connection (after the closing period).
+                        _ = Task.Run(DisposeAsync);
+                    }
+
+                    break;
+            }
+        }
+
+        while (_core.TryDequeueActive(out EndpointConnection connection))
+        {
+            DrainConnectionEvents(connection);
+        }
+    }
+
+    private static void DrainConnectionEvents(EndpointConnection connection)
+    {
+        var owner = connection.Tag as IEndpointConnectionOwner;
+        while (connection.Core.TryDequeueEvent(out ConnectionEvent ev))
+        {
+            owner?.OnConnectionEvent(in ev);
+        }
+    }
+
+    private void FlushLocked(long now)
+    {
+        int offset = 0;
+        int count = 0;
+        int segmentSize = 0;
+        EndPoint? batchDestination = null;
+        while (true)
+        {
+            int n = _core.PollDatagram(_sendBuffer.AsSpan(offset, SendSlotSize), now, out EndPoint? destination);
+            if (n <= 0 || destination is null) break;
+
+            if (count > 0 && (n > segmentSize || !destination.Equals(batchDestination)))
+            {
+                // Not part of the current batch (GSO needs one destination and equal sizes but the last): send it, restart with this one.
+                Send(_sendBuffer.AsSpan(0, offset), segmentSize, batchDestination!);
+                _sendBuffer.AsSpan(offset, n).CopyTo(_sendBuffer);
+                offset = 0;
+                count = 0;
+            }
+
+            if (count == 0)
+            {
+                batchDestination = destination;
+                segmentSize = n;
+            }
+
+            offset += n;
+            count++;
+            if (n < segmentSize || count == UdpDatagramSocket.MaxSegmentsPerSend || offset + SendSlotSize > UdpDatagramSocket.MaxBytesPerSend)
+            {
+                // A short datagram ends a batch; so does the segment or byte limit of one GSO send.
+                Send(_sendBuffer.AsSpan(0, offset), segmentSize, batchDestination!);
+                offset = 0;
+                count = 0;
+            }
+        }
+
+        if (count > 0) Send(_sendBuffer.AsSpan(0, offset), segmentSize, batchDestination!);
+    }
+
+    private void Send(ReadOnlySpan<byte> segments, int segmentSize, EndPoint destination)
+    {
+        if (segments.IsEmpty) return;
+        if (!_socketAddresses.TryGetValue(destination, out SocketAddress? address))
+        {
+            if (_socketAddresses.Count > 4096) _socketAddresses.Clear(); // bounded: peers come and go
+            address = _socket.CreateSocketAddress((IPEndPoint)destination);
+            _socketAddresses.Add(destination, address);
+        }
+
+        try
+        {
+            _socket.Send(segments, segmentSize, address);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // UDP: a failed send is a lost packet; loss recovery deals with it.
+        }
+    }
+
+    private void ArmTimerLocked(long now)
+    {
+        long next = _core.NextTimeout;
+        if (next == _armedTimeout) return;
+        _armedTimeout = next;
+        if (next == long.MaxValue)
+        {
+            _timer.Change(Timeout.Infinite, Timeout.Infinite);
+            return;
+        }
+
+        // Round up to whole milliseconds: firing early only costs a re-arm, but never busy-loop.
+        long dueMs = Math.Max(0, (next - now + TimeSpan.TicksPerMillisecond - 1) / TimeSpan.TicksPerMillisecond);
+        _timer.Change(Math.Min(dueMs, int.MaxValue - 1), Timeout.Infinite);
+    }
+}
