@@ -72,7 +72,7 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable
         if (_core.ConnectionCount == 0 && !_disposed) _ = Task.Run(DisposeAsync);
     }
 
-    /// <summary>Server endpoints: a client Initial created <paramref name="connection"/> (called under the lock).</summary>
+    /// <summary>Server endpoints: a client Initial created a connection (called under the lock).</summary>
     public Action<EndpointConnection>? ConnectionAccepted { get; set; }
 
     /// <summary>Binds a socket and starts receiving.</summary>

@@ -1,0 +1,308 @@
+using System.Net;
+using System.Security.Cryptography;
+using KestrelQuic.Configuration;
+using KestrelQuic.Tests.Simulation;
+
+namespace KestrelQuic.Tests.Api;
+
+/// <summary>The public async API over real UDP sockets on loopback.</summary>
+public sealed class LoopbackTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+
+    internal static QuicListenerOptions ListenerOptions(Action<QuicConfiguration>? configure = null, IPAddress? address = null) => new()
+    {
+        ListenEndPoint = new IPEndPoint(address ?? IPAddress.Loopback, 0),
+        Configuration = SimulationHelpers.ServerConfig(configure),
+    };
+
+    internal static QuicClientConnectionOptions ClientOptions(IPEndPoint server, Action<QuicConfiguration>? configure = null) => new()
+    {
+        RemoteEndPoint = server,
+        Configuration = SimulationHelpers.ClientConfig(configure),
+    };
+
+    [Fact]
+    public async Task Connect_EchoOverBidirectionalStream_ContentMatches()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(ListenerOptions());
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(listener.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+
+        Assert.Equal(SimulationHelpers.Alpn, client.NegotiatedApplicationProtocol.ToString());
+        Assert.Equal(SimulationHelpers.Alpn, server.NegotiatedApplicationProtocol.ToString());
+        Assert.Equal("localhost", server.TargetHostName);
+        Assert.NotNull(client.RemoteCertificate);
+        Assert.Equal(listener.LocalEndPoint, client.RemoteEndPoint);
+
+        byte[] payload = SimulationHelpers.Payload(3 * 1024 * 1024 + 17, 1);
+        Task echo = Task.Run(async () =>
+        {
+            await using QuicStream s = await server.AcceptInboundStreamAsync();
+            var buffer = new byte[64 * 1024];
+            int n;
+            while ((n = await s.ReadAsync(buffer)) > 0) await s.WriteAsync(buffer.AsMemory(0, n));
+            s.CompleteWrites();
+            await s.WritesClosed;
+        });
+
+        await using QuicStream stream = await client.OpenOutboundStreamAsync(QuicStreamType.Bidirectional);
+        Assert.Equal(0, stream.Id);
+        Task write = Task.Run(async () =>
+        {
+            for (int i = 0; i < payload.Length; i += 50_000) await stream.WriteAsync(payload.AsMemory(i, Math.Min(50_000, payload.Length - i)));
+            stream.CompleteWrites();
+        });
+        var received = new MemoryStream();
+        await stream.CopyToAsync(received).WaitAsync(Timeout);
+        await write.WaitAsync(Timeout);
+        await echo.WaitAsync(Timeout);
+        Assert.Equal(payload, received.ToArray());
+        await stream.ReadsClosed.WaitAsync(Timeout);
+    }
+
+    [Fact]
+    public async Task ManyStreams_BeyondPeerLimit_OpenWaitsThenAllComplete()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(ListenerOptions(c => c.MaxBidirectionalStreams = 5));
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(listener.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+
+        Task serverLoop = Task.Run(async () =>
+        {
+            for (int i = 0; i < 40; i++)
+            {
+                QuicStream s = await server.AcceptInboundStreamAsync();
+                _ = Task.Run(async () =>
+                {
+                    await using (s)
+                    {
+                        var buf = new byte[256];
+                        int total = 0, n;
+                        while ((n = await s.ReadAsync(buf.AsMemory(total))) > 0) total += n;
+                        await s.WriteAsync(buf.AsMemory(0, total), completeWrites: true);
+                    }
+                });
+            }
+        });
+
+        var tasks = Enumerable.Range(0, 40).Select(async i =>
+        {
+            await using QuicStream s = await client.OpenOutboundStreamAsync(QuicStreamType.Bidirectional);
+            byte[] msg = System.Text.Encoding.ASCII.GetBytes($"request {i}");
+            await s.WriteAsync(msg, completeWrites: true);
+            var ms = new MemoryStream();
+            await s.CopyToAsync(ms);
+            return System.Text.Encoding.ASCII.GetString(ms.ToArray());
+        }).ToArray();
+        string[] replies = await Task.WhenAll(tasks).WaitAsync(Timeout);
+        for (int i = 0; i < 40; i++) Assert.Equal($"request {i}", replies[i]);
+        await serverLoop.WaitAsync(Timeout);
+    }
+
+    [Fact]
+    public async Task StreamAbort_PeerSeesErrorCodes()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(ListenerOptions());
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(listener.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+
+        await using QuicStream stream = await client.OpenOutboundStreamAsync(QuicStreamType.Bidirectional);
+        await stream.WriteAsync(new byte[] { 1, 2, 3 });
+        QuicStream inbound = await server.AcceptInboundStreamAsync().AsTask().WaitAsync(Timeout);
+        stream.Abort(QuicAbortDirection.Write, 0x1234);
+        var buf = new byte[10];
+        QuicException readError = await Assert.ThrowsAsync<QuicException>(async () =>
+        {
+            while (await inbound.ReadAsync(buf) > 0)
+            {
+            }
+        }).WaitAsync(Timeout);
+        Assert.Equal(QuicError.StreamAborted, readError.QuicError);
+        Assert.Equal(0x1234, readError.ApplicationErrorCode);
+
+        inbound.Abort(QuicAbortDirection.Read, 0x42); // already reset: no-op
+        QuicStream second = await client.OpenOutboundStreamAsync(QuicStreamType.Bidirectional);
+        await second.WriteAsync(new byte[] { 9 });
+        QuicStream inbound2 = await server.AcceptInboundStreamAsync().AsTask().WaitAsync(Timeout);
+        inbound2.Abort(QuicAbortDirection.Read, 0x77);
+        QuicException writeError = await Assert.ThrowsAsync<QuicException>(async () =>
+        {
+            for (int i = 0; i < 1000; i++)
+            {
+                await second.WriteAsync(new byte[1000]);
+                await Task.Delay(5);
+            }
+        }).WaitAsync(Timeout);
+        Assert.Equal(QuicError.StreamAborted, writeError.QuicError);
+        Assert.Equal(0x77, writeError.ApplicationErrorCode);
+    }
+
+    [Fact]
+    public async Task Close_PeerSeesApplicationErrorCode()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(ListenerOptions());
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(listener.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+
+        Task<QuicStream> pendingAccept = server.AcceptInboundStreamAsync().AsTask();
+        await client.CloseAsync(0x99);
+        QuicException e = await Assert.ThrowsAsync<QuicException>(() => pendingAccept).WaitAsync(Timeout);
+        Assert.Equal(QuicError.ConnectionAborted, e.QuicError);
+        Assert.Equal(0x99, e.ApplicationErrorCode);
+        Connection.QuicCloseReason reason = await server.Closed.WaitAsync(Timeout);
+        Assert.True(reason.ClosedByPeer);
+        Assert.Equal(0x99UL, reason.ErrorCode);
+    }
+
+    [Fact]
+    public async Task PingDatagramsKeyUpdateAndConnectionIdChange_Work()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(ListenerOptions(c => c.MaxDatagramFrameSize = 1200));
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(listener.LocalEndPoint, c => c.MaxDatagramFrameSize = 1200)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+
+        await client.PingAsync().AsTask().WaitAsync(Timeout);
+        Assert.True(client.MaxDatagramPayloadSize > 1000);
+        await client.SendDatagramAsync(new byte[] { 7, 7, 7 });
+        byte[] datagram = await server.ReceiveDatagramAsync().AsTask().WaitAsync(Timeout);
+        Assert.Equal(new byte[] { 7, 7, 7 }, datagram);
+
+        await client.PingAsync().AsTask().WaitAsync(Timeout); // confirms the handshake on both sides before the key update
+        Assert.True(client.RequestKeyUpdate());
+        Assert.True(client.ChangeConnectionId());
+        await using QuicStream s = await client.OpenOutboundStreamAsync(QuicStreamType.Unidirectional);
+        Assert.False(s.CanRead);
+        await s.WriteAsync(new byte[] { 1, 2, 3, 4 }, completeWrites: true);
+        QuicStream inbound = await server.AcceptInboundStreamAsync().AsTask().WaitAsync(Timeout);
+        Assert.False(inbound.CanWrite);
+        Assert.Equal(QuicStreamType.Unidirectional, inbound.Type);
+        var ms = new MemoryStream();
+        await inbound.CopyToAsync(ms).WaitAsync(Timeout);
+        Assert.Equal(new byte[] { 1, 2, 3, 4 }, ms.ToArray());
+    }
+
+    [Fact]
+    public async Task SessionStore_SecondConnectionResumesWithoutRetry()
+    {
+        var options = ListenerOptions(c =>
+        {
+            c.Retry = RetryMode.Always;
+            c.EnableEarlyData = true;
+        });
+        await using QuicListener listener = await QuicListener.ListenAsync(options);
+        var store = new InMemoryQuicSessionStore();
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        QuicClientConnectionOptions clientOptions = ClientOptions(listener.LocalEndPoint, c => c.EnableEarlyData = true);
+        clientOptions.SessionStore = store;
+        var ticketSeen = new TaskCompletionSource();
+        var tokenSeen = new TaskCompletionSource();
+        QuicConnection first = await QuicConnection.ConnectAsync(clientOptions).AsTask().WaitAsync(Timeout);
+        first.SessionTicketReceived += (_, _) => ticketSeen.TrySetResult();
+        first.NewTokenReceived += (_, _) => tokenSeen.TrySetResult();
+        QuicConnection firstServer = await acceptTask.WaitAsync(Timeout);
+        await first.PingAsync().AsTask().WaitAsync(Timeout);
+        await Task.WhenAll(ticketSeen.Task, tokenSeen.Task).WaitAsync(Timeout);
+        Assert.False(first.IsResumed);
+        await first.DisposeAsync();
+        await firstServer.DisposeAsync();
+
+        acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection second = await QuicConnection.ConnectAsync(clientOptions).AsTask().WaitAsync(Timeout);
+        await using QuicConnection secondServer = await acceptTask.WaitAsync(Timeout);
+        Assert.True(second.IsResumed);
+        Assert.True(secondServer.IsResumed);
+    }
+
+    [Fact]
+    public async Task ConnectionOptionsCallback_ChoosesConfigurationBySni()
+    {
+        QuicListenerOptions options = ListenerOptions();
+        string? seenSni = null;
+        IReadOnlyList<string>? seenAlpn = null;
+        options.ConnectionOptionsCallback = async (connection, hello, ct) =>
+        {
+            await Task.Delay(10, ct);
+            seenSni = hello.ServerName;
+            seenAlpn = hello.ApplicationProtocols;
+            QuicConfiguration c = options.Configuration.Clone();
+            c.MaxBidirectionalStreams = 3;
+            return c;
+        };
+        await using QuicListener listener = await QuicListener.ListenAsync(options);
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(listener.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+        Assert.Equal("localhost", seenSni);
+        Assert.Equal(new[] { SimulationHelpers.Alpn }, seenAlpn);
+        lock (client.Endpoint.Lock)
+        {
+            Assert.Equal(3UL, client.Handle.Core.PeerTransportParameters!.InitialMaxStreamsBidi);
+        }
+    }
+
+    [Fact]
+    public async Task ConnectionOptionsCallbackThrows_ClientFailsWithHandshakeFailure()
+    {
+        QuicListenerOptions options = ListenerOptions();
+        options.ConnectionOptionsCallback = (_, _, _) => throw new InvalidOperationException("no");
+        await using QuicListener listener = await QuicListener.ListenAsync(options);
+        QuicException e = await Assert.ThrowsAsync<QuicException>(() => QuicConnection.ConnectAsync(ClientOptions(listener.LocalEndPoint)).AsTask()).WaitAsync(Timeout);
+        Assert.Equal(QuicError.TransportError, e.QuicError);
+        Assert.Equal(0x128, e.TransportErrorCode);
+    }
+
+    [Fact]
+    public async Task DualStackListener_AcceptsIPv4AndIPv6Clients()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(ListenerOptions(address: IPAddress.IPv6Any));
+        int port = listener.LocalEndPoint.Port;
+        foreach (IPAddress address in new[] { IPAddress.Loopback, IPAddress.IPv6Loopback })
+        {
+            Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+            await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(new IPEndPoint(address, port))).AsTask().WaitAsync(Timeout);
+            await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+            await using QuicStream s = await client.OpenOutboundStreamAsync(QuicStreamType.Bidirectional);
+            await s.WriteAsync(new byte[] { 5 }, completeWrites: true);
+            QuicStream inbound = await server.AcceptInboundStreamAsync().AsTask().WaitAsync(Timeout);
+            var buf = new byte[4];
+            Assert.Equal(1, await inbound.ReadAsync(buf).AsTask().WaitAsync(Timeout));
+            Assert.Equal(address.AddressFamily, server.RemoteEndPoint.Address.AddressFamily);
+        }
+    }
+
+    [Fact]
+    public async Task ConnectToNothing_TimesOut()
+    {
+        using var blackhole = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        blackhole.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        QuicClientConnectionOptions options = ClientOptions((IPEndPoint)blackhole.LocalEndPoint!);
+        options.HandshakeTimeout = TimeSpan.FromMilliseconds(500);
+        QuicException e = await Assert.ThrowsAsync<QuicException>(() => QuicConnection.ConnectAsync(options).AsTask()).WaitAsync(Timeout);
+        Assert.Equal(QuicError.ConnectionTimeout, e.QuicError);
+    }
+
+    [Fact]
+    public async Task ListenerDispose_AcceptedConnectionsLiveOn()
+    {
+        QuicListener listener = await QuicListener.ListenAsync(ListenerOptions());
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(listener.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+        await listener.DisposeAsync();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => listener.AcceptConnectionAsync().AsTask());
+
+        await using QuicStream s = await client.OpenOutboundStreamAsync(QuicStreamType.Bidirectional);
+        byte[] data = RandomNumberGenerator.GetBytes(100_000);
+        await s.WriteAsync(data, completeWrites: true);
+        QuicStream inbound = await server.AcceptInboundStreamAsync().AsTask().WaitAsync(Timeout);
+        var ms = new MemoryStream();
+        await inbound.CopyToAsync(ms).WaitAsync(Timeout);
+        Assert.Equal(data, ms.ToArray());
+    }
+}
