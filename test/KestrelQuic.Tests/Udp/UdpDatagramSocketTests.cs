@@ -114,6 +114,39 @@ public sealed class UdpDatagramSocketTests
     }
 
     [Fact]
+    public async Task Send_KernelRejectsGso_FallsBackPermanentlyWithoutLoss()
+    {
+        using UdpDatagramSocket sender = BindLoopback();
+        using UdpDatagramSocket receiver = BindLoopback();
+        if (!sender.GsoSupported)
+        {
+            _output.WriteLine("UDP_SEGMENT not supported here: nothing to reject");
+            return;
+        }
+
+        // SO_NO_CHECK (no UDP checksums) makes Linux refuse segmented sends with EINVAL, as a device without
+        // checksum offload would; single datagrams still go out.
+        Span<byte> one = stackalloc byte[4];
+        BitConverter.TryWriteBytes(one, 1);
+        sender.Socket.SetRawSocketOption(1 /* SOL_SOCKET */, 11 /* SO_NO_CHECK */, one);
+
+        int[] sizes = FortyPlusShort();
+        sender.Send(Contiguous(sizes), 1200, AddressOf(receiver, sender));
+        AssertDatagrams(await ReceiveAsync(receiver, sizes.Length), sizes);
+        Assert.False(sender.GsoEnabled);
+        Assert.Equal(0, sender.GsoSends);
+        Assert.Equal(0, sender.SendErrors);
+        Assert.Equal(41, sender.DatagramsSent);
+        Assert.Equal(SocketError.InvalidArgument, sender.LastSendError);
+
+        // Later batches go datagram by datagram straight away.
+        sender.Send(Contiguous(sizes), 1200, AddressOf(receiver, sender));
+        AssertDatagrams(await ReceiveAsync(receiver, sizes.Length), sizes);
+        Assert.Equal(82, sender.DatagramsSent);
+        Assert.Equal(0, sender.GsoSends);
+    }
+
+    [Fact]
     public async Task Send_MoreThanSixtyFourSegments_SplitIntoSeveralSends()
     {
         using UdpDatagramSocket sender = BindLoopback();
@@ -143,14 +176,21 @@ public sealed class UdpDatagramSocketTests
         Assert.Equal(0, socket.SendErrors);
     }
 
-    [Fact]
-    public async Task Receive_IcmpErrorsReported_ErrorIsCountedAndReceivingContinues()
+    [Theory]
+    [InlineData("IPv4")]
+    [InlineData("IPv6")]
+    [InlineData("dual-mode, IPv4 peer")]
+    public async Task Receive_IcmpErrorsReported_ErrorIsCountedAndReceivingContinues(string mode)
     {
-        using UdpDatagramSocket socket = BindLoopback();
-        using UdpDatagramSocket peer = BindLoopback();
+        bool dual = mode.StartsWith("dual", StringComparison.Ordinal);
+        AddressFamily peerFamily = mode == "IPv6" ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        using UdpDatagramSocket socket = dual
+            ? UdpDatagramSocket.Bind(new IPEndPoint(IPAddress.IPv6Any, 0), BigBuffer, BigBuffer)
+            : BindLoopback(peerFamily);
+        using UdpDatagramSocket peer = BindLoopback(peerFamily);
         socket.SetIcmpErrorReporting(true);
-        SocketAddress closed = ClosedPortAddress(socket);
-        SocketAddress toSocket = AddressOf(socket, peer);
+        SocketAddress closed = socket.CreateSocketAddress(ClosedPort(peer.LocalEndPoint.Address));
+        SocketAddress toSocket = AddressOf(socket, peer, peer.LocalEndPoint.Address);
 
         // Error pending before the receive starts: the receive reports ECONNREFUSED first, then the datagram.
         socket.Send(new byte[50], 50, closed);
@@ -263,12 +303,14 @@ public sealed class UdpDatagramSocketTests
     }
 
     /// <summary>A loopback port nobody listens on (bound and released; reuse within the test is unlikely).</summary>
-    private static SocketAddress ClosedPortAddress(UdpDatagramSocket sender)
+    private static SocketAddress ClosedPortAddress(UdpDatagramSocket sender) =>
+        sender.CreateSocketAddress(ClosedPort(sender.LocalEndPoint.Address));
+
+    private static IPEndPoint ClosedPort(IPAddress address)
     {
-        using var probe = new Socket(sender.LocalEndPoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-        probe.Bind(new IPEndPoint(sender.LocalEndPoint.Address, 0));
-        var endPoint = (IPEndPoint)probe.LocalEndPoint!;
-        return sender.CreateSocketAddress(endPoint);
+        using var probe = new Socket(address.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        probe.Bind(new IPEndPoint(address, 0));
+        return (IPEndPoint)probe.LocalEndPoint!;
     }
 
     /// <summary>What SO_RCVBUF/SO_SNDBUF read back at most: Linux doubles the request and caps it at twice the sysctl.</summary>
