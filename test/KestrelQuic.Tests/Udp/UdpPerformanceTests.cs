@@ -173,14 +173,22 @@ public sealed class UdpPerformanceTests
             }
         }
 
+        // The counter is process-wide, and work left over from other tests can allocate meanwhile: the best of a
+        // few trials is what the receive path itself costs.
         PingPong(500);
-        long before = GC.GetTotalAllocatedBytes(precise: true);
-        PingPong(2000);
-        long allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
-        _output.WriteLine($"2000 parked receives (whole process, including the test's own waiting): {allocated} B, {allocated / 2000.0:F1} B/datagram");
+        double best = double.MaxValue;
+        for (int trial = 0; trial < 5 && best > 1; trial++)
+        {
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            long start = Environment.TickCount64;
+            PingPong(2000);
+            double perDatagram = (GC.GetTotalAllocatedBytes(precise: true) - before) / 2000.0;
+            best = Math.Min(best, perDatagram);
+            _output.WriteLine($"2000 parked receives in {Environment.TickCount64 - start} ms: {perDatagram:F1} B/datagram (whole process)");
+        }
 
-        // Measured 0 here; the bound leaves room for unrelated process activity but catches a per-receive object.
-        Assert.True(allocated < 2000 * 32, $"{allocated / 2000.0:F1} B per parked receive");
+        // Measured 0 when the process is otherwise quiet; the bound catches an object per receive.
+        Assert.True(best < 16, $"{best:F1} B per parked receive");
 
         await cts.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => loop);
