@@ -141,13 +141,14 @@ internal static class QpackPrimitives
     /// <summary>
     /// Reads the header of an N-bit prefix string literal (<paramref name="prefixBits"/> = N, 2..8): the H bit (the top
     /// bit of the prefix) and the length as an (N-1)-bit prefix integer, then slices the string octets.
-    /// <paramref name="maxLength"/> bounds the declared length (a longer one is <see cref="QpackParseStatus.Invalid"/>,
-    /// even before its bytes arrive, so a peer cannot make us buffer it).
+    /// <paramref name="maxDecodedLength"/> bounds the decoded length: a declared length that cannot decode to at most
+    /// that many octets is <see cref="QpackParseStatus.Invalid"/> even before its bytes arrive, so a peer cannot make
+    /// us buffer it.
     /// </summary>
     public static QpackParseStatus TryReadString(
         ReadOnlySpan<byte> source,
         int prefixBits,
-        int maxLength,
+        int maxDecodedLength,
         out bool huffman,
         out ReadOnlySpan<byte> octets,
         out int bytesConsumed)
@@ -167,7 +168,7 @@ internal static class QpackPrimitives
             return status;
         }
 
-        if (length > (ulong)maxLength)
+        if (length > int.MaxValue || GetMinDecodedLength((int)length, huffman) > maxDecodedLength)
         {
             return QpackParseStatus.Invalid;
         }
