@@ -157,9 +157,9 @@ public sealed class Http3FrameReader
                 return Fail(check, out error);
             }
 
-            _sawFirstFrame = true;
             if (type == Http3FrameType.Data)
             {
+                _sawFirstFrame = true;
                 buffer = buffer.Slice(reader.Position);
                 _dataRemaining = length;
                 _dataLength = length;
@@ -169,6 +169,7 @@ public sealed class Http3FrameReader
             if (!Http3FrameType.IsKnown(type))
             {
                 // Reserved or unknown (extension) frame: its meaning is ignored, its bytes skipped.
+                _sawFirstFrame = true;
                 buffer = buffer.Slice(reader.Position);
                 _skipRemaining = length;
                 continue;
@@ -191,6 +192,8 @@ public sealed class Http3FrameReader
                 return Http3FrameReadStatus.NeedMoreData;
             }
 
+            // Only now is the frame consumed; state changes must wait for this point as the header is re-read on retry.
+            _sawFirstFrame = true;
             ReadOnlySequence<byte> payload = buffer.Slice(reader.Position, length);
             buffer = buffer.Slice(payload.End);
             return ParsePayload(type, length, payload, out frame, out error);
