@@ -74,5 +74,5 @@ public static class Http3ErrorCodes
     /// True for the reserved codes of the form 0x1f * N + 0x21 (RFC 9114 §8.1), which a receiver treats as
     /// <see cref="Http3ErrorCode.NoError"/>.
     /// </summary>
-    public static bool IsReserved(long code) => code >= 0x21 && (code - 0x21) % 0x1f == 0;
+    public static bool IsReserved(long code) => Frames.Http3Reserved.IsReserved(code);
 }
