@@ -182,8 +182,16 @@ internal sealed class EndpointPair : IDisposable
         }
     }
 
+    /// <summary>Runs until <paramref name="client"/> and its server connection both have a confirmed handshake.</summary>
     public bool RunUntilEstablished(EndpointConnection client, TimeSpan? timeout = null)
-        => RunUntil(() => client.Core.IsHandshakeConfirmed && Accepted.Any(a => a.Core.IsHandshakeConfirmed && !a.Removed), timeout ?? TimeSpan.FromSeconds(10));
+        => RunUntil(() => client.Core.IsHandshakeConfirmed && ServerSideOf(client) is { Core.IsHandshakeConfirmed: true }, timeout ?? TimeSpan.FromSeconds(10));
+
+    /// <summary>The accepted connection serving <paramref name="client"/> (matched by the client's original DCID), or null.</summary>
+    public EndpointConnection? ServerSideOf(EndpointConnection client)
+        => Accepted.LastOrDefault(a => a.Core.OriginalDestinationConnectionId.AsSpan().SequenceEqual(client.Core.OriginalDestinationConnectionId));
+
+    /// <summary>Datagrams sent by the endpoint at <paramref name="from"/>, in order.</summary>
+    public List<SimDatagram> SentFrom(IPEndPoint from) => Sent.Where(d => d.From.Equals(from)).ToList();
 
     /// <summary>Lets simulated time pass with the network running.</summary>
     public void RunFor(TimeSpan duration) => RunUntil(() => false, duration);
