@@ -65,6 +65,23 @@ internal static class EndpointPackets
         return d;
     }
 
+    /// <summary>An Initial of <paramref name="length"/> bytes whose header parses (token and Length fields set) but whose payload is junk.</summary>
+    public static byte[] FakeInitial(uint version, byte[] dcid, byte[] scid, int length, byte[]? token = null)
+    {
+        token ??= [];
+        byte first = (byte)(0xc0 | (PacketTypeEncoding.GetLongHeaderTypeBits(PacketType.Initial, version) << 4) | 0x03);
+        byte[] d = LongHeader(version, dcid, scid, length, first);
+        int pos = 7 + dcid.Length + scid.Length;
+        d[pos++] = (byte)(0x40 | (token.Length >> 8));
+        d[pos++] = (byte)token.Length;
+        token.CopyTo(d, pos);
+        pos += token.Length;
+        int remaining = length - pos - 2;
+        BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(pos), (ushort)(0x4000 | remaining));
+        new Random(length).NextBytes(d.AsSpan(pos + 2));
+        return d;
+    }
+
     /// <summary>A short-header datagram of <paramref name="length"/> bytes to <paramref name="dcid"/> with random-looking contents.</summary>
     public static byte[] ShortHeader(byte[] dcid, int length, int seed = 1)
     {
