@@ -1,0 +1,162 @@
+using KestrelQuic.Configuration;
+using KestrelQuic.Connection;
+using KestrelQuic.Endpoint;
+using KestrelQuic.Frames;
+using KestrelQuic.Packets;
+using KestrelQuic.Tests.Simulation;
+using KestrelQuic.Tls;
+
+namespace KestrelQuic.Tests.Endpoint;
+
+public sealed class DeferredConfigurationTests
+{
+    private static EndpointSettings Deferred(Action<QuicConfiguration>? configure = null) => new()
+    {
+        ServerConfiguration = SimulationHelpers.ServerConfig(configure),
+        StaticKey = EndpointPair.StaticKey,
+        DeferServerConfiguration = true,
+    };
+
+    /// <summary>Starts a connection and runs until the server connection waits at the ClientHello.</summary>
+    private static (EndpointConnection Client, EndpointConnection Server) StartAndWait(EndpointPair pair, QuicConfiguration? clientConfig = null)
+    {
+        EndpointConnection client = pair.Connect(clientConfig);
+        Assert.True(pair.RunUntil(() => pair.Accepted.Count == 1 && pair.Accepted[0].Core.IsAwaitingConfiguration, TimeSpan.FromSeconds(1)));
+        return (client, pair.Accepted[0]);
+    }
+
+    private static void Resume(EndpointPair pair, EndpointConnection server, QuicConfiguration config)
+    {
+        server.Core.ResumeHandshake(config, pair.Now);
+        pair.Server.OnApplicationOperation(server, pair.Now);
+    }
+
+    [Fact]
+    public void ClientHello_IsReportedAndNothingButAcksIsSentUntilTheConfigurationArrives()
+    {
+        using var pair = new EndpointPair(Deferred());
+        (EndpointConnection client, EndpointConnection server) = StartAndWait(pair);
+
+        Assert.Single(pair.EventsOf(server), e => e.Kind == ConnectionEventKind.ClientHelloReceived);
+        Assert.Equal("localhost", server.Core.ClientHello!.ServerName);
+        Assert.Equal([SimulationHelpers.Alpn], server.Core.ClientHello.ApplicationProtocols);
+        Assert.Equal(1, pair.Server.HandshakesInProgress);
+
+        // Let the client retransmit its Initial a few times while the layer above "thinks".
+        pair.RunFor(TimeSpan.FromSeconds(3));
+        Assert.True(server.Core.IsAwaitingConfiguration);
+        Assert.Equal(ConnectionState.Handshake, server.Core.State);
+        Assert.False(client.Core.IsHandshakeComplete);
+        Assert.Null(client.Core.PeerTransportParameters);
+        Assert.Single(pair.EventsOf(server), e => e.Kind == ConnectionEventKind.ClientHelloReceived);
+        Assert.True(pair.SentFrom(EndpointPair.ClientAddress).Count >= 2, "the client retransmitted");
+
+        byte[] odcid = client.Core.OriginalDestinationConnectionId;
+        List<SimDatagram> fromServer = pair.SentFrom(EndpointPair.ServerAddress);
+        Assert.NotEmpty(fromServer);
+        int acks = 0;
+        foreach (SimDatagram d in fromServer)
+        {
+            foreach (OpenedPacket p in EndpointPackets.Open(d.Data, odcid, sentByServer: true))
+            {
+                Assert.Equal(PacketType.Initial, p.Type);
+                Assert.NotNull(p.Frames);
+                Assert.All(p.Frames!, f => Assert.True(f.Type is FrameType.Ack or FrameType.Padding, $"{f.Type} sent before the configuration"));
+                acks += p.Frames!.Count(f => f.Type == FrameType.Ack);
+            }
+        }
+
+        Assert.True(acks >= 1);
+
+        Resume(pair, server, SimulationHelpers.ServerConfig(c => c.MaxBidirectionalStreams = 7));
+        Assert.False(server.Core.IsAwaitingConfiguration);
+        Assert.True(pair.RunUntilEstablished(client));
+        Assert.Equal(7UL, client.Core.PeerTransportParameters!.InitialMaxStreamsBidi);
+        Assert.Equal(7UL, server.Core.LocalTransportParameters.InitialMaxStreamsBidi);
+        Assert.Equal(SimulationHelpers.Alpn, client.Core.Tls.NegotiatedApplicationProtocol);
+        Assert.Equal(0, pair.Server.HandshakesInProgress);
+
+        // The limit from the per-connection configuration is enforced.
+        for (int i = 0; i < 7; i++) Assert.True(client.Core.TryOpenStream(bidirectional: true, out _));
+        Assert.False(client.Core.TryOpenStream(bidirectional: true, out _));
+
+        // A second resume is ignored.
+        Resume(pair, server, SimulationHelpers.ServerConfig(c => c.MaxBidirectionalStreams = 1));
+        Assert.Equal(7UL, server.Core.LocalTransportParameters.InitialMaxStreamsBidi);
+        Assert.Equal(ConnectionState.Established, server.Core.State);
+    }
+
+    [Fact]
+    public void ResumeHandshake_CanPickTheCertificateAndProtocolPerConnection()
+    {
+        using var pair = new EndpointPair(Deferred(c => c.ApplicationProtocols = ["placeholder"]));
+        (EndpointConnection client, EndpointConnection server) = StartAndWait(pair, SimulationHelpers.ClientConfig(c => c.ApplicationProtocols = ["h3", SimulationHelpers.Alpn]));
+        Assert.Equal(["h3", SimulationHelpers.Alpn], server.Core.ClientHello!.ApplicationProtocols);
+
+        Resume(pair, server, SimulationHelpers.ServerConfig(c => c.ApplicationProtocols = [SimulationHelpers.Alpn]));
+        Assert.True(pair.RunUntilEstablished(client));
+        Assert.Equal(SimulationHelpers.Alpn, client.Core.Tls.NegotiatedApplicationProtocol);
+        Assert.Equal(SimulationHelpers.Alpn, server.Core.Tls.NegotiatedApplicationProtocol);
+    }
+
+    [Fact]
+    public void RefuseHandshake_EndsTheClientWithHandshakeFailure()
+    {
+        using var pair = new EndpointPair(Deferred());
+        (EndpointConnection client, EndpointConnection server) = StartAndWait(pair);
+
+        server.Core.RefuseHandshake("no certificate for that name", pair.Now);
+        pair.Server.OnApplicationOperation(server, pair.Now);
+        Assert.True(pair.RunUntil(() => client.Core.CloseReason is not null, TimeSpan.FromSeconds(2)));
+
+        QuicCloseReason reason = client.Core.CloseReason!;
+        Assert.Equal(0x128UL, reason.ErrorCode); // CRYPTO_ERROR: 0x100 + handshake_failure (40)
+        Assert.True(reason.ClosedByPeer);
+        Assert.False(reason.IsApplicationError);
+        Assert.Equal(0x128UL, server.Core.CloseReason!.ErrorCode);
+        Assert.False(server.Core.CloseReason.ClosedByPeer);
+        Assert.Equal(0, pair.Server.HandshakesInProgress);
+
+        Assert.True(pair.RunUntil(() => client.Removed && server.Removed, TimeSpan.FromSeconds(10)));
+        Assert.Equal(0, pair.Server.ConnectionCount);
+        Assert.Equal(0, pair.Client.ConnectionCount);
+    }
+
+    [Fact]
+    public void UnansweredClientHello_IsBoundedByTheIdleTimeout()
+    {
+        using var pair = new EndpointPair(Deferred(c => c.IdleTimeout = TimeSpan.FromSeconds(3)));
+        (_, EndpointConnection server) = StartAndWait(pair);
+
+        Assert.True(pair.RunUntil(() => server.Removed, TimeSpan.FromSeconds(30)));
+        Assert.True(server.Core.CloseReason!.IdleTimeout);
+        Assert.False(server.Core.IsHandshakeComplete);
+        // Each retransmitted client Initial restarts the idle timer; the connection goes 3 s after the last one.
+        long removedAt = Assert.Single(pair.EndpointEvents, e => e.Endpoint == pair.Server && e.Event.Kind == EndpointEventKind.ConnectionRemoved).Time;
+        Assert.InRange(removedAt - pair.LastDelivery[pair.Server], TimeSpan.FromSeconds(3).Ticks, TimeSpan.FromSeconds(4).Ticks);
+        Assert.Equal(0, pair.Server.HandshakesInProgress);
+        Assert.Equal(0, pair.Server.ConnectionCount);
+    }
+
+    [Fact]
+    public void ClientHelloSpanningSeveralInitialPackets_IsReassembledAndParsed()
+    {
+        string[] protocols = Enumerable.Range(0, 200).Select(i => $"protocol-{i:D3}-" + new string((char)('a' + (i % 26)), 30)).ToArray();
+        using var pair = new EndpointPair(Deferred());
+        QuicConfiguration clientConfig = SimulationHelpers.ClientConfig(c => c.ApplicationProtocols = protocols.ToList());
+        (EndpointConnection client, EndpointConnection server) = StartAndWait(pair, clientConfig);
+
+        // The ClientHello needed several datagrams (each padded to 1200 bytes), all sent before any answer.
+        List<SimDatagram> first = pair.SentFrom(EndpointPair.ClientAddress).Where(d => d.SentAt == EndpointPair.StartTime).ToList();
+        Assert.True(first.Count >= 2, $"{first.Count} datagrams");
+        Assert.Equal(1, pair.Server.Statistics.ConnectionsAccepted);
+
+        ClientHelloInfo hello = server.Core.ClientHello!;
+        Assert.Equal(protocols, hello.ApplicationProtocols);
+        Assert.Equal("localhost", hello.ServerName);
+
+        Resume(pair, server, SimulationHelpers.ServerConfig(c => c.ApplicationProtocols = [protocols[150]]));
+        Assert.True(pair.RunUntilEstablished(client));
+        Assert.Equal(protocols[150], client.Core.Tls.NegotiatedApplicationProtocol);
+    }
+}
