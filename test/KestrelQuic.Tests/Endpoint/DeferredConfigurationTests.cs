@@ -159,4 +159,93 @@ public sealed class DeferredConfigurationTests
         Assert.True(pair.RunUntilEstablished(client));
         Assert.Equal(protocols[150], client.Core.Tls.NegotiatedApplicationProtocol);
     }
+
+    private static readonly byte[] ForgedDcid = [0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58];
+    private static readonly byte[] ForgedScid = [0x61, 0x62, 0x63, 0x64];
+
+    /// <summary>Feeds hand-made client Initials to a deferred server endpoint and returns it with what it sent.</summary>
+    private static (QuicEndpointCore Server, List<OpenedFrame> Frames) FeedDeferred(params byte[][] datagrams)
+    {
+        var server = new QuicEndpointCore(Deferred());
+        var frames = new List<OpenedFrame>();
+        foreach (byte[] d in datagrams)
+        {
+            server.ReceiveDatagram(d, EndpointPair.ClientAddress, EndpointPair.StartTime);
+            foreach ((byte[] data, _) in EndpointPair.PollAll(server, EndpointPair.StartTime))
+            {
+                foreach (OpenedPacket p in EndpointPackets.Open(data, ForgedDcid, sentByServer: true))
+                {
+                    Assert.Equal(ForgedScid, p.Dcid);
+                    frames.AddRange(p.Frames ?? []);
+                }
+            }
+        }
+
+        return (server, frames);
+    }
+
+    private static byte[] RealClientHello()
+    {
+        using var client = new QuicEndpointCore(new EndpointSettings());
+        EndpointConnection c = client.Connect(SimulationHelpers.ClientConfig(), EndpointPair.ServerAddress, EndpointPair.StartTime);
+        (byte[] datagram, _) = EndpointPair.PollAll(client, EndpointPair.StartTime)[0];
+        OpenedPacket initial = EndpointPackets.Open(datagram, c.Core.OriginalDestinationConnectionId, sentByServer: false)[0];
+        return initial.Frames!.Single(f => f.Type == FrameType.Crypto).Data;
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 2, 0, 0, 4, 1, 2, 3, 4 }, 0x10aUL)] // a ServerHello: unexpected_message
+    [InlineData(new byte[] { 1, 0, 0, 4, 3, 3, 0, 0 }, 0x132UL)] // a ClientHello too short to hold its fields: decode_error
+    public void MalformedFirstMessage_ClosesWithACryptoError(byte[] crypto, ulong expectedCode)
+    {
+        (QuicEndpointCore server, List<OpenedFrame> frames) = FeedDeferred(EndpointPackets.ClientInitial(ForgedDcid, ForgedScid, 0, 0, crypto));
+        using (server)
+        {
+            OpenedFrame close = Assert.Single(frames, f => f.Type == FrameType.ConnectionClose);
+            Assert.Equal(expectedCode, close.ErrorCode);
+            EndpointConnection connection = Assert.Single(server.Connections);
+            Assert.Equal(expectedCode, connection.Core.CloseReason!.ErrorCode);
+            Assert.Null(connection.Core.ClientHello);
+            Assert.False(connection.Core.IsAwaitingConfiguration);
+            Assert.Equal(0, server.HandshakesInProgress);
+        }
+    }
+
+    [Fact]
+    public void ClientHelloArrivingOutOfOrder_IsReassembledBeforeItIsParsed()
+    {
+        byte[] hello = RealClientHello();
+        int half = hello.Length / 2;
+        (QuicEndpointCore server, List<OpenedFrame> frames) = FeedDeferred(
+            EndpointPackets.ClientInitial(ForgedDcid, ForgedScid, 1, (ulong)half, hello.AsSpan(half)),
+            EndpointPackets.ClientInitial(ForgedDcid, ForgedScid, 0, 0, hello.AsSpan(0, half)));
+        using (server)
+        {
+            EndpointConnection connection = Assert.Single(server.Connections);
+            Assert.True(connection.Core.IsAwaitingConfiguration);
+            Assert.Equal("localhost", connection.Core.ClientHello!.ServerName);
+            Assert.Equal([SimulationHelpers.Alpn], connection.Core.ClientHello.ApplicationProtocols);
+            Assert.DoesNotContain(frames, f => f.Type is FrameType.ConnectionClose or FrameType.Crypto);
+            Assert.Contains(frames, f => f.Type == FrameType.Ack);
+            var events = new List<ConnectionEventKind>();
+            while (connection.Core.TryDequeueEvent(out ConnectionEvent e)) events.Add(e.Kind);
+            Assert.Single(events, k => k == ConnectionEventKind.ClientHelloReceived);
+        }
+    }
+
+    [Fact]
+    public void DataAfterTheClientHello_IsAProtocolError()
+    {
+        // Nothing may follow the ClientHello at the Initial level before the server replies.
+        byte[] hello = RealClientHello();
+        (QuicEndpointCore server, List<OpenedFrame> frames) = FeedDeferred(
+            EndpointPackets.ClientInitial(ForgedDcid, ForgedScid, 0, 0, hello),
+            EndpointPackets.ClientInitial(ForgedDcid, ForgedScid, 1, (ulong)hello.Length, [1, 0, 0, 0]));
+        using (server)
+        {
+            OpenedFrame close = Assert.Single(frames, f => f.Type == FrameType.ConnectionClose);
+            Assert.Equal(0x10aUL, close.ErrorCode);
+            Assert.NotNull(Assert.Single(server.Connections).Core.ClientHello);
+        }
+    }
 }

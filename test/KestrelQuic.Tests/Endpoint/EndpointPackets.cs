@@ -3,6 +3,7 @@ using KestrelQuic.Frames;
 using KestrelQuic.PacketProtection;
 using KestrelQuic.Packets;
 using KestrelQuic.Protocol;
+using KestrelQuic.Wire;
 
 namespace KestrelQuic.Tests.Endpoint;
 
@@ -80,6 +81,28 @@ internal static class EndpointPackets
         BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(pos), (ushort)(0x4000 | remaining));
         new Random(length).NextBytes(d.AsSpan(pos + 2));
         return d;
+    }
+
+    /// <summary>A protected client Initial (version 1) of 1200 bytes carrying one CRYPTO frame, then padding.</summary>
+    public static byte[] ClientInitial(byte[] dcid, byte[] scid, long packetNumber, ulong cryptoOffset, ReadOnlySpan<byte> cryptoData)
+    {
+        const int datagramLength = 1200;
+        const int pnLength = 2;
+        var buffer = new byte[datagramLength];
+        InitialSecrets.CreateKeys(QuicVersion.Version1, dcid, out PacketProtectionKeys client, out PacketProtectionKeys server);
+        using (client)
+        using (server)
+        {
+            int headerLength = PacketHeaderWriter.WriteLongHeader(buffer, PacketType.Initial, QuicVersion.Version1, dcid, scid, default, packetNumber, pnLength, out int lengthOffset, out int pnOffset);
+            var w = new SpanWriter(buffer.AsSpan(headerLength, datagramLength - headerLength - PacketAead.TagLength));
+            FrameWriter.WriteCrypto(ref w, cryptoOffset, cryptoData);
+            FrameWriter.WritePadding(ref w, w.Remaining);
+            int payload = w.Position;
+            PacketHeaderWriter.SetLength(buffer, lengthOffset, pnLength + payload + PacketAead.TagLength);
+            int length = PacketProtector.Protect(client, buffer, pnOffset, pnLength, payload, packetNumber);
+            Assert.Equal(datagramLength, length);
+            return buffer;
+        }
     }
 
     /// <summary>A short-header datagram of <paramref name="length"/> bytes to <paramref name="dcid"/> with random-looking contents.</summary>
