@@ -49,7 +49,7 @@ internal sealed class ConnectionIdManager
     }
 
     /// <summary>Our active_connection_id_limit: how many peer IDs we store.</summary>
-    public int LocalActiveLimit { get; }
+    public int LocalActiveLimit { get; set; }
 
     /// <summary>The ID currently used as destination for packets we send.</summary>
     public ConnectionIdEntry? ActivePeer { get; private set; }
