@@ -3,6 +3,7 @@ using KestrelQuic.Connection;
 using KestrelQuic.Endpoint;
 using KestrelQuic.Frames;
 using KestrelQuic.Packets;
+using KestrelQuic.Protocol;
 using KestrelQuic.Tests.Simulation;
 using KestrelQuic.Tls;
 
@@ -97,6 +98,62 @@ public sealed class DeferredConfigurationTests
         Assert.True(pair.RunUntilEstablished(client));
         Assert.Equal(SimulationHelpers.Alpn, client.Core.Tls.NegotiatedApplicationProtocol);
         Assert.Equal(SimulationHelpers.Alpn, server.Core.Tls.NegotiatedApplicationProtocol);
+    }
+
+    [Fact]
+    public void DeferredConfiguration_WorksAfterRetry()
+    {
+        using var pair = new EndpointPair(Deferred(c => c.Retry = RetryMode.Always));
+        (EndpointConnection client, EndpointConnection server) = StartAndWait(pair);
+        Assert.Equal(1, pair.Server.Statistics.RetrySent);
+
+        Resume(pair, server, SimulationHelpers.ServerConfig());
+        Assert.True(pair.RunUntilEstablished(client));
+        Assert.NotNull(server.Core.LocalTransportParameters.RetrySourceConnectionId);
+        Assert.Equal(server.Core.LocalTransportParameters.RetrySourceConnectionId, client.Core.PeerTransportParameters!.RetrySourceConnectionId);
+        Assert.Equal(client.Core.OriginalDestinationConnectionId, client.Core.PeerTransportParameters.OriginalDestinationConnectionId);
+    }
+
+    [Theory]
+    [InlineData(12, 4)]
+    [InlineData(8, 8)]
+    [InlineData(8, 2)]
+    public void ResumeHandshake_WithOtherConnectionIdSettings_KeepsTheConnectionWorking(int cidLength, int activeLimit)
+    {
+        // The endpoint-wide connection ID length stays whatever the per-connection configuration says, and the
+        // active_connection_id_limit advertised is the one enforced.
+        using var pair = new EndpointPair(Deferred());
+        (EndpointConnection client, EndpointConnection server) = StartAndWait(pair);
+        Resume(pair, server, SimulationHelpers.ServerConfig(c =>
+        {
+            c.ConnectionIdLength = cidLength;
+            c.ActiveConnectionIdLimit = activeLimit;
+        }));
+        Assert.True(pair.RunUntilEstablished(client));
+        pair.RunFor(TimeSpan.FromSeconds(1));
+        Assert.Equal((ulong)activeLimit, client.Core.PeerTransportParameters!.ActiveConnectionIdLimit);
+
+        Assert.True(client.Core.TryOpenStream(bidirectional: true, out ulong id), $"client {client.Core.CloseReason}");
+        byte[] data = SimulationHelpers.Payload(20_000, 3);
+        pair.SendStream(client, id, data);
+        Assert.True(pair.RunUntil(() => pair.Finished.Contains((server, id)), TimeSpan.FromSeconds(5)), $"server dropped {server.Core.Statistics.PacketsDropped} packets");
+        Assert.Equal(data, pair.ReceivedBytes(server, id));
+        Assert.Null(server.Core.CloseReason);
+        Assert.Null(client.Core.CloseReason);
+        Assert.All(server.Core.ConnectionIds.LocalIds, e => Assert.Equal(8, e.ConnectionId.Length));
+    }
+
+    [Fact]
+    public void ResumeHandshake_KeepsTheEndpointsVersions()
+    {
+        using var pair = new EndpointPair(Deferred());
+        (EndpointConnection client, EndpointConnection server) = StartAndWait(pair);
+        Resume(pair, server, SimulationHelpers.ServerConfig(c => c.SupportedVersions = [QuicVersion.Version2]));
+        Assert.True(pair.RunUntilEstablished(client));
+        Assert.Equal(QuicVersion.Version1, server.Core.Version);
+        KestrelQuic.Parameters.VersionInformation info = server.Core.LocalTransportParameters.VersionInformation!;
+        Assert.Equal(QuicVersion.Version1, info.ChosenVersion);
+        Assert.Equal([QuicVersion.Version1, QuicVersion.Version2], info.AvailableVersions);
     }
 
     [Fact]
