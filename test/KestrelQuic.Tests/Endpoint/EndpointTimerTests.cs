@@ -84,4 +84,40 @@ public sealed class EndpointTimerTests
 
         Assert.Equal(serverIds.Length, pair.Server.Statistics.StatelessResetsSent);
     }
+
+    [Fact]
+    public void ApplicationClose_RemovesBothSidesAfterTheirClosingAndDrainingPeriods()
+    {
+        using var pair = new EndpointPair();
+        EndpointConnection client = pair.Connect();
+        Assert.True(pair.RunUntilEstablished(client));
+        EndpointConnection server = pair.ServerSideOf(client)!;
+
+        client.Core.Close(0x42, "bye", pair.Now);
+        pair.Client.OnApplicationOperation(client, pair.Now);
+        long closedAt = pair.Now;
+        Assert.Equal(ConnectionState.Closing, client.Core.State);
+        Assert.False(client.Removed);
+
+        Assert.True(pair.RunUntil(() => server.Core.CloseReason is not null, TimeSpan.FromSeconds(1)));
+        Assert.Equal(0x42UL, server.Core.CloseReason!.ErrorCode);
+        Assert.True(server.Core.CloseReason.IsApplicationError);
+        Assert.True(server.Core.CloseReason.ClosedByPeer);
+        Assert.Equal("bye", server.Core.CloseReason.Reason);
+        Assert.Equal(ConnectionState.Draining, server.Core.State);
+
+        Assert.True(pair.RunUntil(() => client.Removed && server.Removed, TimeSpan.FromSeconds(10)));
+        foreach (QuicEndpointCore endpoint in new[] { pair.Client, pair.Server })
+        {
+            (_, _, long removedAt) = Assert.Single(pair.EndpointEvents, e => e.Endpoint == endpoint && e.Event.Kind == EndpointEventKind.ConnectionRemoved);
+            Assert.True(removedAt > closedAt, "kept through the closing/draining period");
+            Assert.Equal(0, endpoint.ConnectionCount);
+            Assert.Equal(long.MaxValue, endpoint.NextTimeout);
+        }
+
+        // Operations on a removed connection are ignored.
+        pair.Client.OnApplicationOperation(client, pair.Now);
+        Assert.Empty(EndpointPair.PollAll(pair.Client, pair.Now));
+        Assert.False(pair.Client.TryDequeueActive(out _));
+    }
 }
