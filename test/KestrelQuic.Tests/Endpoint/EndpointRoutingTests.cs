@@ -84,4 +84,41 @@ public sealed class EndpointRoutingTests
         Assert.Equal(received + 1, server.Core.Statistics.DatagramsReceived);
         Assert.Equal(ConnectionState.Established, server.Core.State);
     }
+
+    [Fact]
+    public void ConnectionIdLength_MustMatchTheEndpoints()
+    {
+        // Short headers carry no CID length: every connection on an endpoint must use the endpoint's.
+        Assert.Throws<ArgumentException>(() => new QuicEndpointCore(new EndpointSettings
+        {
+            ServerConfiguration = SimulationHelpers.ServerConfig(c => c.ConnectionIdLength = 12),
+        }));
+
+        using var client = new QuicEndpointCore(new EndpointSettings { ConnectionIdLength = 12 });
+        Assert.Throws<ArgumentException>(() => client.Connect(SimulationHelpers.ClientConfig(), EndpointPair.ServerAddress, EndpointPair.StartTime));
+        Assert.Equal(0, client.ConnectionCount);
+        EndpointConnection c = client.Connect(SimulationHelpers.ClientConfig(c => c.ConnectionIdLength = 12), EndpointPair.ServerAddress, EndpointPair.StartTime);
+        Assert.Equal(12, c.Core.LocalTransportParameters.InitialSourceConnectionId!.Length);
+        Assert.Equal(1, client.ConnectionCount);
+    }
+
+    [Fact]
+    public void LongConnectionIds_RouteEndToEnd()
+    {
+        using var pair = new EndpointPair(
+            new EndpointSettings { ServerConfiguration = SimulationHelpers.ServerConfig(c => c.ConnectionIdLength = 20), ConnectionIdLength = 20, StaticKey = EndpointPair.StaticKey },
+            new EndpointSettings { ConnectionIdLength = 4 });
+        EndpointConnection client = pair.Connect(SimulationHelpers.ClientConfig(c => c.ConnectionIdLength = 4));
+        Assert.True(pair.RunUntilEstablished(client));
+        EndpointConnection server = pair.ServerSideOf(client)!;
+        Assert.Equal(20, client.Core.ConnectionIds.ActivePeer!.ConnectionId.Length);
+        Assert.Equal(4, server.Core.ConnectionIds.ActivePeer!.ConnectionId.Length);
+
+        Assert.True(client.Core.TryOpenStream(bidirectional: true, out ulong id));
+        byte[] data = SimulationHelpers.Payload(20_000, 2);
+        pair.SendStream(client, id, data);
+        Assert.True(pair.RunUntil(() => pair.Finished.Contains((server, id)), TimeSpan.FromSeconds(5)));
+        Assert.Equal(data, pair.ReceivedBytes(server, id));
+        Assert.Equal(0, pair.Server.Statistics.DroppedNoConnection + pair.Client.Statistics.DroppedNoConnection);
+    }
 }
