@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using KestrelQuic.Protocol;
+using KestrelQuic.Wire;
 
 namespace KestrelQuic.Connection;
 
@@ -35,6 +36,7 @@ internal sealed class ConnectionIdManager
     private readonly List<ConnectionIdEntry> _local = new();
     private readonly List<ConnectionIdEntry> _peer = new();
     private readonly Queue<ulong> _pendingRetirements = new();
+    private readonly RangeSet _retiredPeerSequences = new(4); // retired by rotation (retire_prior_to covers the rest)
     private readonly int _localLength;
     private readonly Func<ReadOnlySpan<byte>, byte[]> _resetTokenGenerator;
     private ulong _nextLocalSequence;
@@ -141,6 +143,11 @@ internal sealed class ConnectionIdManager
             }
         }
 
+        if (_retiredPeerSequences.Contains((long)sequence))
+        {
+            return true; // a retransmission of an ID we already retired: never use it again (RFC 9000 §5.1.2)
+        }
+
         if (sequence < _peerRetirePriorTo)
         {
             // Already retired by an earlier retire_prior_to: retire it straight away (RFC 9000 §19.15).
@@ -189,6 +196,8 @@ internal sealed class ConnectionIdManager
 
         if (next is null || ActivePeer is null) return false;
         _pendingRetirements.Enqueue(ActivePeer.SequenceNumber);
+        _retiredPeerSequences.Add((long)ActivePeer.SequenceNumber);
+        _retiredPeerSequences.TrimToCount(64);
         _peer.Remove(ActivePeer);
         ActivePeer = next;
         return true;
