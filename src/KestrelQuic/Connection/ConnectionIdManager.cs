@@ -239,16 +239,12 @@ internal sealed class ConnectionIdManager
 
     public void RequeueRetirement(ulong sequence) => _pendingRetirements.Enqueue(sequence);
 
-    /// <summary>True if <paramref name="token"/> equals the reset token of one of the peer's IDs (RFC 9000 §10.3.1).</summary>
+    /// <summary>
+    /// True if <paramref name="token"/> equals the reset token of the peer ID in use (RFC 9000 §10.3.1: tokens of
+    /// IDs not used yet or already retired MUST NOT be checked; IDs used before the current one were retired).
+    /// </summary>
     public bool IsPeerStatelessResetToken(ReadOnlySpan<byte> token)
-    {
-        foreach (ConnectionIdEntry e in _peer)
-        {
-            if (e.StatelessResetToken is { } t && CryptographicOperations.FixedTimeEquals(t, token)) return true;
-        }
-
-        return false;
-    }
+        => ActivePeer?.StatelessResetToken is { } t && CryptographicOperations.FixedTimeEquals(t, token);
 
     public ConnectionIdEntry? FindLocal(ReadOnlySpan<byte> connectionId)
     {
