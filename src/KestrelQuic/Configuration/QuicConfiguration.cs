@@ -190,8 +190,10 @@ public sealed class QuicConfiguration
         if (ConnectionIdLength is < 4 or > 20) errors.Add($"{nameof(ConnectionIdLength)} must be between 4 and 20 (was {ConnectionIdLength}).");
         if (IdleTimeout < TimeSpan.Zero) errors.Add($"{nameof(IdleTimeout)} must not be negative (was {IdleTimeout}).");
         if (IdleTimeout.TotalMilliseconds > (double)VarIntMax) errors.Add($"{nameof(IdleTimeout)} is too large.");
-        CheckRange(errors, nameof(MaxData), MaxData, 0, (long)VarIntMax);
-        CheckRange(errors, nameof(MaxStreamData), MaxStreamData, 0, (long)VarIntMax);
+        // Receive windows only grow from their initial size and an update is sent when less than half is left:
+        // a window of 0 or 1 byte never reopens and no stream data could ever be received.
+        CheckRange(errors, nameof(MaxData), MaxData, 2, (long)VarIntMax);
+        CheckRange(errors, nameof(MaxStreamData), MaxStreamData, 2, (long)VarIntMax);
         if (MaxConnectionReceiveWindow < MaxData) errors.Add($"{nameof(MaxConnectionReceiveWindow)} must be at least {nameof(MaxData)} ({MaxData}).");
         if (MaxStreamReceiveWindow < MaxStreamData) errors.Add($"{nameof(MaxStreamReceiveWindow)} must be at least {nameof(MaxStreamData)} ({MaxStreamData}).");
         CheckRange(errors, nameof(MaxBidirectionalStreams), MaxBidirectionalStreams, 0, 1L << 60);

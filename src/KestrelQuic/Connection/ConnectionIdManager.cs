@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using KestrelQuic.Protocol;
+using KestrelQuic.Wire;
 
 namespace KestrelQuic.Connection;
 
@@ -35,6 +36,7 @@ internal sealed class ConnectionIdManager
     private readonly List<ConnectionIdEntry> _local = new();
     private readonly List<ConnectionIdEntry> _peer = new();
     private readonly Queue<ulong> _pendingRetirements = new();
+    private readonly RangeSet _retiredPeerSequences = new(4); // retired by rotation (retire_prior_to covers the rest)
     private readonly int _localLength;
     private readonly Func<ReadOnlySpan<byte>, byte[]> _resetTokenGenerator;
     private ulong _nextLocalSequence;
@@ -49,7 +51,7 @@ internal sealed class ConnectionIdManager
     }
 
     /// <summary>Our active_connection_id_limit: how many peer IDs we store.</summary>
-    public int LocalActiveLimit { get; }
+    public int LocalActiveLimit { get; set; }
 
     /// <summary>The ID currently used as destination for packets we send.</summary>
     public ConnectionIdEntry? ActivePeer { get; private set; }
@@ -141,6 +143,11 @@ internal sealed class ConnectionIdManager
             }
         }
 
+        if (_retiredPeerSequences.Contains((long)sequence))
+        {
+            return true; // a retransmission of an ID we already retired: never use it again (RFC 9000 §5.1.2)
+        }
+
         if (sequence < _peerRetirePriorTo)
         {
             // Already retired by an earlier retire_prior_to: retire it straight away (RFC 9000 §19.15).
@@ -189,6 +196,8 @@ internal sealed class ConnectionIdManager
 
         if (next is null || ActivePeer is null) return false;
         _pendingRetirements.Enqueue(ActivePeer.SequenceNumber);
+        _retiredPeerSequences.Add((long)ActivePeer.SequenceNumber);
+        _retiredPeerSequences.TrimToCount(64);
         _peer.Remove(ActivePeer);
         ActivePeer = next;
         return true;
@@ -230,16 +239,12 @@ internal sealed class ConnectionIdManager
 
     public void RequeueRetirement(ulong sequence) => _pendingRetirements.Enqueue(sequence);
 
-    /// <summary>True if <paramref name="token"/> equals the reset token of one of the peer's IDs (RFC 9000 §10.3.1).</summary>
+    /// <summary>
+    /// True if <paramref name="token"/> equals the reset token of the peer ID in use (RFC 9000 §10.3.1: tokens of
+    /// IDs not used yet or already retired MUST NOT be checked; IDs used before the current one were retired).
+    /// </summary>
     public bool IsPeerStatelessResetToken(ReadOnlySpan<byte> token)
-    {
-        foreach (ConnectionIdEntry e in _peer)
-        {
-            if (e.StatelessResetToken is { } t && CryptographicOperations.FixedTimeEquals(t, token)) return true;
-        }
-
-        return false;
-    }
+        => ActivePeer?.StatelessResetToken is { } t && CryptographicOperations.FixedTimeEquals(t, token);
 
     public ConnectionIdEntry? FindLocal(ReadOnlySpan<byte> connectionId)
     {

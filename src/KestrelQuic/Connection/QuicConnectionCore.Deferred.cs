@@ -75,8 +75,18 @@ internal sealed partial class QuicConnectionCore
         ArgumentNullException.ThrowIfNull(configuration);
         if (!IsAwaitingConfiguration || State != ConnectionState.Handshake) return;
         configuration.ThrowIfInvalid();
+        if (configuration.ConnectionIdLength != _config.ConnectionIdLength || !configuration.SupportedVersions.SequenceEqual(_config.SupportedVersions))
+        {
+            // The connection IDs already issued (and the endpoint's routing) use the original length; the versions stay too.
+            configuration = configuration.Clone();
+            configuration.ConnectionIdLength = _config.ConnectionIdLength;
+            configuration.SupportedVersions = new List<uint>(_config.SupportedVersions);
+        }
+
         _awaitingConfiguration = false;
         _config = configuration;
+        // The limit advertised below must be the one enforced on the peer's NEW_CONNECTION_ID frames.
+        _connectionIds.LocalActiveLimit = configuration.ActiveConnectionIdLimit;
         _idleTimeoutTicks = configuration.IdleTimeout.Ticks;
         ResetIdleTimer(now);
 

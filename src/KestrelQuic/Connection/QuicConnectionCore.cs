@@ -74,9 +74,11 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private List<byte[]>? _undecryptable;
     private long _lastCloseSentTime = long.MinValue;
 
-    private QuicConnectionCore(QuicConfiguration config, bool isServer, uint version, byte[] originalDcid, EndPoint? remoteAddress, long now)
+    private QuicConnectionCore(QuicConfiguration config, bool isServer, uint version, byte[] originalDcid, EndPoint? remoteAddress, long now, Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null)
     {
         _config = config;
+        // Set before the connection ID manager captures the generator (an object initializer would run too late).
+        ResetTokenGenerator = resetTokenGenerator;
         IsServer = isServer;
         _version = version;
         _originalDestinationConnectionId = originalDcid;
@@ -107,7 +109,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private Func<ReadOnlySpan<byte>, byte[]>? StatelessResetTokenGenerator => ResetTokenGenerator ?? StatelessResetTokenGeneratorOverride;
 
     /// <summary>Reset token derivation for this connection's local IDs (set by the endpoint before the connection is created).</summary>
-    internal Func<ReadOnlySpan<byte>, byte[]>? ResetTokenGenerator { get; init; }
+    internal Func<ReadOnlySpan<byte>, byte[]>? ResetTokenGenerator { get; }
 
     public bool IsServer { get; }
 
@@ -179,10 +181,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         bool deferConfiguration = false)
     {
         byte[] odcid = originalDestinationConnectionId ?? clientDestinationConnectionId.ToArray();
-        var connection = new QuicConnectionCore(config, isServer: true, version, odcid, remoteAddress, now)
-        {
-            ResetTokenGenerator = resetTokenGenerator,
-        };
+        var connection = new QuicConnectionCore(config, isServer: true, version, odcid, remoteAddress, now, resetTokenGenerator);
         connection._retrySourceConnectionId = retrySourceConnectionId;
         connection._peerAddressValidated = addressValidated;
         connection._awaitingConfiguration = deferConfiguration;

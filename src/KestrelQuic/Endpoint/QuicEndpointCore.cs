@@ -96,6 +96,7 @@ internal sealed class QuicEndpointCore : IDisposable
     private readonly PriorityQueue<EndpointConnection, long> _timers = new();
     private readonly Queue<EndpointConnection> _sendQueue = new();
     private readonly Queue<EndpointConnection> _activeQueue = new();
+    private readonly List<EndpointConnection> _dueTimers = new();
     private readonly Queue<EndpointEvent> _events = new();
     private readonly byte[][] _responseBuffers = new byte[MaxQueuedResponses][];
     private readonly (int Length, EndPoint Destination)[] _responses = new (int, EndPoint)[MaxQueuedResponses];
@@ -245,14 +246,24 @@ internal sealed class QuicEndpointCore : IDisposable
     public void HandleTimeout(long now)
     {
         _now = now;
+        // Collect the due connections first: a connection's timer can still be due after its HandleTimeout (an ACK
+        // deadline only clears when the ACK is polled), and handling re-queued entries in the same pass never ends.
         while (_timers.TryPeek(out EndpointConnection? c, out long t) && t <= now)
         {
             _timers.Dequeue();
             if (c.Removed || c.RegisteredTimeout != t) continue;
             c.RegisteredTimeout = long.MaxValue;
+            _dueTimers.Add(c);
+        }
+
+        foreach (EndpointConnection c in _dueTimers)
+        {
+            if (c.Removed) continue;
             c.Core.HandleTimeout(now);
             AfterOperation(c);
         }
+
+        _dueTimers.Clear();
     }
 
     /// <summary>

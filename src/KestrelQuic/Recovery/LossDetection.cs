@@ -145,7 +145,7 @@ internal sealed class LossDetection
         }
 
         s.Trim();
-        DetectAndRemoveLostPackets(space, now, host);
+        DetectAndRemoveLostPackets(space, now, host, context.MaxAckDelay);
 
         // RFC 9002 §6.2.1: reset the PTO backoff, except on a client whose address the server has not validated yet.
         if (context.PeerCompletedAddressValidation) PtoCount = 0;
@@ -199,7 +199,7 @@ internal sealed class LossDetection
         (long lossTime, PacketNumberSpace lossSpace) = EarliestLossTime();
         if (lossTime != long.MaxValue)
         {
-            DetectAndRemoveLostPackets(lossSpace, now, host);
+            DetectAndRemoveLostPackets(lossSpace, now, host, context.MaxAckDelay);
             return default;
         }
 
@@ -266,7 +266,7 @@ internal sealed class LossDetection
         return (ptoTime, ptoSpace);
     }
 
-    private void DetectAndRemoveLostPackets(PacketNumberSpace space, long now, ILossDetectionHost host)
+    private void DetectAndRemoveLostPackets(PacketNumberSpace space, long now, ILossDetectionHost host, long maxAckDelay)
     {
         SpaceData s = _spaces[(int)space];
         s.LossTime = long.MaxValue;
@@ -326,10 +326,11 @@ internal sealed class LossDetection
         _congestion.OnCongestionEvent(largestLostTimeSent, now);
 
         // RFC 9002 §7.6: persistent congestion when ack-eliciting losses span more than the threshold period with
-        // nothing acknowledged in between (the lost packet numbers are contiguous).
+        // nothing acknowledged in between (the lost packet numbers are contiguous). The duration includes
+        // max_ack_delay whatever the packet number space (§7.6.1).
         if (latestLostAckEliciting > earliestLostAckEliciting && lastLostPn - firstLostPn + 1 == lostCount)
         {
-            long period = (_rtt.SmoothedRtt + Math.Max(4 * _rtt.RttVariance, RttEstimator.Granularity)) * PersistentCongestionThreshold;
+            long period = (_rtt.SmoothedRtt + Math.Max(4 * _rtt.RttVariance, RttEstimator.Granularity) + maxAckDelay) * PersistentCongestionThreshold;
             if (latestLostAckEliciting - earliestLostAckEliciting > period)
             {
                 _congestion.OnPersistentCongestion();

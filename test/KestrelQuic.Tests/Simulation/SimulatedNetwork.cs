@@ -89,6 +89,12 @@ internal sealed class SimulatedNetwork : IDisposable
     /// <summary>Called for each datagram before impairments; return false to drop it. The span may be modified.</summary>
     public Func<bool, byte[], bool>? Filter { get; set; }
 
+    /// <summary>
+    /// Plays the server endpoint for datagrams that find no server connection (see <see cref="DiscardServer"/>):
+    /// returns a datagram to send back to the client (e.g. a stateless reset) or null.
+    /// </summary>
+    public Func<byte[], byte[]?>? ServerlessResponder { get; set; }
+
     /// <summary>Runs until <paramref name="condition"/> holds or <paramref name="timeout"/> of simulated time passes. Returns whether the condition held.</summary>
     public bool RunUntil(Func<bool> condition, TimeSpan timeout)
     {
@@ -148,6 +154,7 @@ internal sealed class SimulatedNetwork : IDisposable
             {
                 if (!PacketHeaderParser.TryParse(d.Data, ServerConfig.ConnectionIdLength, out PacketHeader h) || h.Type != PacketType.Initial || d.Data.Length < 1200)
                 {
+                    if (ServerlessResponder?.Invoke(d.Data) is byte[] reply) Send(toServer: false, reply);
                     return;
                 }
 
@@ -166,6 +173,13 @@ internal sealed class SimulatedNetwork : IDisposable
         {
             Client.ReceiveDatagram(d.Data, ServerAddress, Now);
         }
+    }
+
+    /// <summary>The server loses all connection state (a crash or restart): later datagrams find no connection.</summary>
+    public void DiscardServer()
+    {
+        Server?.Dispose();
+        Server = null;
     }
 
     /// <summary>Polls both sides until neither has anything more to send right now.</summary>
