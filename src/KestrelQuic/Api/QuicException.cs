@@ -58,7 +58,7 @@ public sealed class QuicException : IOException
     public long? TransportErrorCode { get; init; }
 
     /// <summary>Maps how a connection ended to the exception its pending operations fail with.</summary>
-    internal static QuicException FromCloseReason(Connection.QuicCloseReason? reason, bool abortedLocally = false)
+    internal static QuicException FromCloseReason(QuicCloseReason? reason, bool abortedLocally = false)
     {
         if (reason is null) return new QuicException(QuicError.OperationAborted, null, "The connection was aborted.");
         if (reason.IdleTimeout) return new QuicException(QuicError.ConnectionIdle, null, "The connection timed out from inactivity.");

@@ -154,7 +154,7 @@ public sealed class LoopbackTests
         QuicException e = await Assert.ThrowsAsync<QuicException>(() => pendingAccept).WaitAsync(Timeout);
         Assert.Equal(QuicError.ConnectionAborted, e.QuicError);
         Assert.Equal(0x99, e.ApplicationErrorCode);
-        Connection.QuicCloseReason reason = await server.Closed.WaitAsync(Timeout);
+        QuicCloseReason reason = await server.Closed.WaitAsync(Timeout);
         Assert.True(reason.ClosedByPeer);
         Assert.Equal(0x99UL, reason.ErrorCode);
     }

@@ -10,7 +10,7 @@ namespace KestrelQuic.Tests.Endpoint;
 public sealed class ClientHelloInfoTests
 {
     /// <summary>The ClientHello our client really sends, taken out of its first Initial packet.</summary>
-    private static byte[] RealClientHello(Action<Configuration.QuicConfiguration>? configure = null)
+    private static byte[] RealClientHello(Action<KestrelQuic.Configuration.QuicConfiguration>? configure = null)
     {
         using var client = new QuicEndpointCore(new EndpointSettings());
         EndpointConnection c = client.Connect(SimulationHelpers.ClientConfig(configure), EndpointPair.ServerAddress, EndpointPair.StartTime);
