@@ -3,8 +3,9 @@
 set -euo pipefail
 
 packages=()
-# Filled in as interop tests arrive: ngtcp2-client ngtcp2-server chromium tshark
-for p in "${PEER_PACKAGES[@]:-}"; do
+# The real peers of the interop tests (Debian packages). Add new ones here.
+PEER_PACKAGES=(ngtcp2-client ngtcp2-server chromium)
+for p in "${PEER_PACKAGES[@]}"; do
   [ -n "$p" ] || continue
   dpkg -s "$p" >/dev/null 2>&1 || packages+=("$p")
 done
