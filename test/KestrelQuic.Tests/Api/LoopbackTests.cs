@@ -196,18 +196,15 @@ public sealed class LoopbackTests
             c.EnableEarlyData = true;
         });
         await using QuicListener listener = await QuicListener.ListenAsync(options);
-        var store = new InMemoryQuicSessionStore();
+        var store = new RecordingSessionStore();
         Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
         QuicClientConnectionOptions clientOptions = ClientOptions(listener.LocalEndPoint, c => c.EnableEarlyData = true);
         clientOptions.SessionStore = store;
-        var ticketSeen = new TaskCompletionSource();
-        var tokenSeen = new TaskCompletionSource();
         QuicConnection first = await QuicConnection.ConnectAsync(clientOptions).AsTask().WaitAsync(Timeout);
-        first.SessionTicketReceived += (_, _) => ticketSeen.TrySetResult();
-        first.NewTokenReceived += (_, _) => tokenSeen.TrySetResult();
         QuicConnection firstServer = await acceptTask.WaitAsync(Timeout);
         await first.PingAsync().AsTask().WaitAsync(Timeout);
-        await Task.WhenAll(ticketSeen.Task, tokenSeen.Task).WaitAsync(Timeout);
+        // The events fire on the thread pool after the store was written: the store is the reliable witness.
+        await Task.WhenAll(store.TicketStored.Task, store.TokenStored.Task).WaitAsync(Timeout);
         Assert.False(first.IsResumed);
         await first.DisposeAsync();
         await firstServer.DisposeAsync();
@@ -304,5 +301,30 @@ public sealed class LoopbackTests
         var ms = new MemoryStream();
         await inbound.CopyToAsync(ms).WaitAsync(Timeout);
         Assert.Equal(data, ms.ToArray());
+    }
+
+    private sealed class RecordingSessionStore : IQuicSessionStore
+    {
+        private readonly InMemoryQuicSessionStore _inner = new();
+
+        public TaskCompletionSource TicketStored { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource TokenStored { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public byte[]? TakeSessionTicket(string serverName) => _inner.TakeSessionTicket(serverName);
+
+        public void StoreSessionTicket(string serverName, byte[] ticket)
+        {
+            _inner.StoreSessionTicket(serverName, ticket);
+            TicketStored.TrySetResult();
+        }
+
+        public byte[]? TakeToken(string serverName) => _inner.TakeToken(serverName);
+
+        public void StoreToken(string serverName, byte[] token)
+        {
+            _inner.StoreToken(serverName, token);
+            TokenStored.TrySetResult();
+        }
     }
 }
