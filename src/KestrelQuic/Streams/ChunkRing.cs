@@ -11,6 +11,10 @@ namespace KestrelQuic.Streams;
 /// </summary>
 internal sealed class ChunkRing
 {
+    // A dedicated pool: the shared one trims its caches on GC pressure, which turns steady-state stream traffic back
+    // into allocations exactly when the process is busiest. Bounded: at most 4,096 idle chunks (16 MiB) stay cached.
+    private static readonly ArrayPool<byte> ChunkPool = ArrayPool<byte>.Create(ChunkSize, 4096);
+
     public const int ChunkSize = 4096;
     public const int ChunkShift = 12;
     public const int ChunkMask = ChunkSize - 1;
@@ -44,7 +48,7 @@ internal sealed class ChunkRing
         ref byte[]? slot = ref _slots[(_head + (int)rel) & (_slots.Length - 1)];
         if (slot is null)
         {
-            slot = ArrayPool<byte>.Shared.Rent(ChunkSize);
+            slot = ChunkPool.Rent(ChunkSize);
             HeldChunks++;
         }
 
@@ -67,7 +71,7 @@ internal sealed class ChunkRing
             ref byte[]? slot = ref _slots[_head];
             if (slot is not null)
             {
-                ArrayPool<byte>.Shared.Return(slot);
+                ChunkPool.Return(slot);
                 slot = null;
                 HeldChunks--;
             }
@@ -83,7 +87,7 @@ internal sealed class ChunkRing
         {
             if (_slots[i] is { } chunk)
             {
-                ArrayPool<byte>.Shared.Return(chunk);
+                ChunkPool.Return(chunk);
                 _slots[i] = null;
             }
         }

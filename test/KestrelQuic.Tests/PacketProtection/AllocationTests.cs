@@ -5,6 +5,7 @@ using KestrelQuic.Protocol;
 namespace KestrelQuic.Tests.PacketProtection;
 
 /// <summary>The per-packet path (protect, header protection removal, payload decryption) must not allocate.</summary>
+[Collection(nameof(AllocationMeasurementCollection))]
 public sealed class AllocationTests
 {
     private const int Iterations = 1000;

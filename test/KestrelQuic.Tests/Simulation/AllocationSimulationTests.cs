@@ -7,6 +7,7 @@ namespace KestrelQuic.Tests.Simulation;
 /// Steady-state allocations of the connection core itself: both ends exchange datagrams directly (no simulator
 /// copies, no loss), the receiver decrypts in place, and the application reads into a reused buffer.
 /// </summary>
+[Collection(nameof(AllocationMeasurementCollection))]
 public sealed class AllocationSimulationTests
 {
     private readonly ITestOutputHelper _output;

@@ -3,6 +3,7 @@ using KestrelQuic.Streams;
 
 namespace KestrelQuic.Tests.Streams;
 
+[Collection(nameof(AllocationMeasurementCollection))]
 public sealed class AllocationTests
 {
     [Fact]
