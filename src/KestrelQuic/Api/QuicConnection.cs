@@ -404,7 +404,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             {
                 _closedLocally = true;
                 core.Close((ulong)errorCode, reason, QuicClock.Now);
-                _endpoint.AfterApplicationOperationLocked(_handle);
+                _endpoint.AfterApplicationOperationLocked(_handle, flushNow: true);
             }
 
             Fail(new QuicException(QuicError.OperationAborted, null, "The connection was closed locally."));

@@ -102,7 +102,11 @@ public sealed class QuicListener : IAsyncDisposable
             foreach (EndpointConnection c in _endpoint.Core.Connections.ToArray())
             {
                 // Handshakes in progress will never be accepted now.
-                if (!c.Core.IsHandshakeComplete) c.Core.Close(_options.DefaultCloseErrorCode < 0 ? 0 : (ulong)_options.DefaultCloseErrorCode, "listener closed", QuicClock.Now);
+                if (!c.Core.IsHandshakeComplete)
+                {
+                    c.Core.Close(_options.DefaultCloseErrorCode < 0 ? 0 : (ulong)_options.DefaultCloseErrorCode, "listener closed", QuicClock.Now);
+                    _endpoint.AfterApplicationOperationLocked(c, flushNow: true);
+                }
             }
 
             _endpoint.DisposeWhenEmptyLocked();
@@ -144,6 +148,7 @@ public sealed class QuicListener : IAsyncDisposable
         {
             // Backlog full (or no longer listening): refuse rather than queue without bound.
             connection.Handle.Core.Close(0, "backlog full", QuicClock.Now);
+            _endpoint.Core.OnApplicationOperation(connection.Handle, QuicClock.Now); // flushed by the dispatch pass that called us
         }
     }
 }

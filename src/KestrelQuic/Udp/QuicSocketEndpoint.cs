@@ -28,7 +28,7 @@ internal static class QuicClock
 /// batches, one timer for all connections, and batched (GSO) sends. Every access to the core happens under
 /// <see cref="Lock"/>; the public API objects take it for their operations and call <see cref="AfterApplicationOperationLocked"/>.
 /// </summary>
-internal sealed class QuicSocketEndpoint : IAsyncDisposable
+internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
 {
     private const int MaxDatagramsPerReceiveBatch = 64;
     private const int SendSlotSize = 1500;
@@ -44,6 +44,7 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable
     private readonly CancellationTokenSource _shutdown = new();
     private bool _disposeWhenEmpty;
     private long _armedTimeout = long.MaxValue;
+    private bool _flushScheduled;
     private Task? _receiveLoop;
     private bool _disposed;
 
@@ -57,7 +58,7 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable
     }
 
     /// <summary>Serializes every access to the endpoint and its connections.</summary>
-    public object Lock { get; } = new();
+    public Lock Lock { get; } = new();
 
     public QuicEndpointCore Core => _core;
 
@@ -92,20 +93,44 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable
         }
     }
 
-    /// <summary>Call under <see cref="Lock"/> after changing a connection: schedules its sends and timer, dispatches events, flushes.</summary>
-    public void AfterApplicationOperationLocked(EndpointConnection connection)
+    /// <summary>
+    /// Call under <see cref="Lock"/> after changing a connection: schedules its sends and timer. The flush itself
+    /// runs on a thread-pool work item that coalesces many application calls (writes, reads that open windows) into
+    /// one pass, and keeps socket syscalls off the caller's thread; <paramref name="flushNow"/> sends at once (close).
+    /// </summary>
+    public void AfterApplicationOperationLocked(EndpointConnection connection, bool flushNow = false)
     {
-        Debug.Assert(Monitor.IsEntered(Lock));
+        Debug.Assert(Lock.IsHeldByCurrentThread);
         if (_disposed) return;
         long now = QuicClock.Now;
         _core.OnApplicationOperation(connection, now);
-        ProcessLocked(now);
+        if (flushNow)
+        {
+            ProcessLocked(now);
+            return;
+        }
+
+        if (!_flushScheduled)
+        {
+            _flushScheduled = true;
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        }
+    }
+
+    void IThreadPoolWorkItem.Execute()
+    {
+        lock (Lock)
+        {
+            _flushScheduled = false;
+            if (_disposed) return;
+            ProcessLocked(QuicClock.Now);
+        }
     }
 
     /// <summary>Starts a client connection on this endpoint (under the lock).</summary>
     public EndpointConnection ConnectLocked(Configuration.QuicConfiguration configuration, IPEndPoint remote, byte[]? token, Func<EndpointConnection, IEndpointConnectionOwner> createOwner)
     {
-        Debug.Assert(Monitor.IsEntered(Lock));
+        Debug.Assert(Lock.IsHeldByCurrentThread);
         ObjectDisposedException.ThrowIf(_disposed, this);
         long now = QuicClock.Now;
         EndpointConnection connection = _core.Connect(configuration, NormalizeRemote(remote), now, token);
@@ -160,13 +185,26 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable
     private async Task ReceiveLoopAsync()
     {
         CancellationToken ct = _shutdown.Token;
-        Socket socket = _socket.Socket;
+        int unflushed = 0;
         while (!ct.IsCancellationRequested)
         {
             int n;
             try
             {
-                n = await _socket.ReceiveAsync(_receiveBuffer, _receiveAddress, ct).ConfigureAwait(false);
+                ValueTask<int> pending = _socket.ReceiveAsync(_receiveBuffer, _receiveAddress, ct);
+                if (!pending.IsCompleted && unflushed > 0)
+                {
+                    // The socket queue is empty: answer everything taken so far (one ACK, one flush) before waiting.
+                    lock (Lock)
+                    {
+                        if (_disposed) return;
+                        ProcessLocked(QuicClock.Now);
+                    }
+
+                    unflushed = 0;
+                }
+
+                n = await pending.ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
@@ -183,28 +221,11 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable
                 if (_disposed) return;
                 long now = QuicClock.Now;
                 _core.ReceiveDatagram(_receiveBuffer.AsSpan(0, n), _endPoints.GetEndPoint(_receiveAddress), now);
-
-                // Take what else is queued without going back to the event loop: one flush (and one ACK) for many datagrams.
-                for (int i = 1; i < MaxDatagramsPerReceiveBatch; i++)
+                if (++unflushed >= MaxDatagramsPerReceiveBatch)
                 {
-                    try
-                    {
-                        if (socket.Available == 0) break;
-                        n = socket.ReceiveFrom(_receiveBuffer, SocketFlags.None, _receiveAddress);
-                    }
-                    catch (SocketException)
-                    {
-                        continue; // an ICMP error surfaced on this socket: not fatal for UDP
-                    }
-                    catch (ObjectDisposedException)
-                    {
-                        return;
-                    }
-
-                    _core.ReceiveDatagram(_receiveBuffer.AsSpan(0, n), _endPoints.GetEndPoint(_receiveAddress), now);
+                    ProcessLocked(now);
+                    unflushed = 0;
                 }
-
-                ProcessLocked(QuicClock.Now);
             }
         }
     }
