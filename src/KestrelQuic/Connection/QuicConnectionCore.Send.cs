@@ -349,7 +349,8 @@ internal sealed partial class QuicConnectionCore
             ackEliciting |= WriteStreamFrames(ref w, sent, now);
         }
 
-        if (_pingsRequested > 0 && !isZeroRtt && w.Remaining >= 1 && (isOneRtt || space.Space != PacketNumberSpace.ApplicationData))
+        // Application pings ride in 1-RTT packets only: Initial/Handshake spaces get discarded, and with them any hope of an acknowledgement.
+        if (_pingsRequested > 0 && isOneRtt && w.Remaining >= 1)
         {
             FrameWriter.WritePing(ref w);
             sent.AddFrame(new SentFrame { Kind = FrameKind.Ping, Value = 1 });
@@ -681,6 +682,9 @@ internal sealed partial class QuicConnectionCore
         {
             switch (f.Kind)
             {
+                case FrameKind.Ping when f.Value == 1:
+                    _pingsRequested++; // the application waits for this one: probe again
+                    break;
                 case FrameKind.Crypto:
                     if (!space.Discarded) space.CryptoSend.OnLost(f.Offset, f.Length, false);
                     break;
