@@ -36,6 +36,9 @@ public sealed class QuicListener : IAsyncDisposable
     /// <summary>Fired (on the thread pool) when a connection options callback throws; the connection was refused.</summary>
     public event EventHandler<Exception>? ConnectionOptionsCallbackFailed;
 
+    /// <summary>The endpoint behind the listener (tests: statistics, connection count, simulating a crash).</summary>
+    internal QuicSocketEndpoint Endpoint => _endpoint;
+
     /// <summary>Binds the UDP socket and starts accepting handshakes.</summary>
     public static ValueTask<QuicListener> ListenAsync(QuicListenerOptions options, CancellationToken cancellationToken = default)
     {
