@@ -686,12 +686,18 @@ internal sealed partial class QuicConnectionCore
                     _pingsRequested++; // the application waits for this one: probe again
                     break;
                 case FrameKind.Crypto:
-                    if (!space.Discarded) space.CryptoSend.OnLost(f.Offset, f.Length, false);
+                    if (!space.Discarded)
+                    {
+                        space.CryptoSend.OnLost(f.Offset, f.Length, false);
+                        Statistics.FramesRetransmitted++;
+                    }
+
                     break;
                 case FrameKind.Stream:
                     if (_streams.TryGetValue(f.StreamId, out StreamState? s) && s.Send is not null)
                     {
                         s.OnStreamFrameLost(f.Offset, f.Length, f.Fin);
+                        Statistics.FramesRetransmitted++;
                         QueueForSend(s);
                     }
 
