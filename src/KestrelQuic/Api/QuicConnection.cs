@@ -9,6 +9,7 @@ using KestrelQuic.Crypto;
 using KestrelQuic.Endpoint;
 using KestrelQuic.Tls;
 using KestrelQuic.Udp;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic;
 
@@ -222,7 +223,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
 
         IPEndPoint local = options.LocalEndPoint ?? new IPEndPoint(remote.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
         var settings = new EndpointSettings { ConnectionIdLength = config.ConnectionIdLength };
-        QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(local, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: true);
+        QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(local, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: true, options.LoggerFactory?.CreateLogger(Diagnostics.QuicLog.CategoryName));
         var connection = new QuicConnection(endpoint, null, options.DefaultStreamErrorCode, options.DefaultCloseErrorCode, sessionKey, options.SessionStore);
         try
         {

@@ -65,7 +65,7 @@ public sealed class QuicListener : IAsyncDisposable
             StatelessResetsPerSecond = options.StatelessResetsPerSecond,
             DeferServerConfiguration = options.ConnectionOptionsCallback is not null,
         };
-        QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(options.ListenEndPoint, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: false);
+        QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(options.ListenEndPoint, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: false, options.LoggerFactory?.CreateLogger(Diagnostics.QuicLog.CategoryName));
         var listener = new QuicListener(endpoint, options);
         lock (endpoint.Lock)
         {
