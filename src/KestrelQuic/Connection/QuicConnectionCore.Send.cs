@@ -166,6 +166,7 @@ internal sealed partial class QuicConnectionCore
                 PacketHeaderWriter.SetLength(packet, p.LengthFieldOffset, p.PacketNumberLength + p.PayloadLength + TagLength);
             }
 
+            if (_qlog is { } qlog) TracePacketSent(qlog, ref p, packet, now);
             int protectedLength = PacketProtector.Protect(p.Keys, packet, p.PacketNumberOffset, p.PacketNumberLength, p.PayloadLength, p.Sent.PacketNumber);
             p.Sent.SentBytes = protectedLength;
             p.Sent.TimeSent = now;
@@ -178,7 +179,16 @@ internal sealed partial class QuicConnectionCore
         Statistics.BytesSent += offset;
         _bytesSentOnPath += offset;
         _loss.SetLossDetectionTimer(LossContext, now);
+        _qlog?.MetricsUpdated(now, _rtt, _congestion, _loss.PtoCount);
         return offset;
+    }
+
+    private void TracePacketSent(Diagnostics.IQlogSink qlog, ref PendingPacket p, ReadOnlySpan<byte> packet, long now)
+    {
+        int payloadOffset = p.PacketNumberOffset + p.PacketNumberLength;
+        ReadOnlySpan<byte> dcid = _connectionIds.ActivePeer?.ConnectionId ?? [];
+        ReadOnlySpan<byte> scid = p.Type == PacketType.OneRtt ? default : _localParameters.InitialSourceConnectionId;
+        qlog.PacketSent(now, p.Type, p.Sent.PacketNumber, payloadOffset + p.PayloadLength + TagLength, dcid, scid, packet.Slice(payloadOffset, p.PayloadLength));
     }
 
     private void OnPacketSent(ref PendingPacket p, long now)
@@ -677,6 +687,7 @@ internal sealed partial class QuicConnectionCore
     private void OnPacketLost(SentPacket packet)
     {
         Statistics.PacketsLost++;
+        _qlog?.PacketLost(packet.Space, packet.PacketNumber);
         PacketNumberSpaceState space = _spaces[(int)packet.Space];
         foreach (ref readonly SentFrame f in packet.Frames)
         {
