@@ -84,6 +84,13 @@ public sealed class QuicConfiguration
     /// <summary>Largest UDP payload this endpoint sends, in bytes (1200 to 65527). Default 1200, which every path carries.</summary>
     public int MaxDatagramSize { get; set; } = 1200;
 
+    /// <summary>
+    /// Path MTU discovery (RFC 9000 §14.3, DPLPMTUD): after the handshake, padded PING probes search for the largest
+    /// datagram the path carries between <see cref="MaxDatagramSize"/> and this bound; 0 disables it. Default 1452
+    /// (an Ethernet path over IPv6). Loopback and jumbo-frame networks may set up to 65527.
+    /// </summary>
+    public int PathMtuDiscoveryUpperBound { get; set; } = 1452;
+
     /// <summary>Largest UDP payload this endpoint accepts (max_udp_payload_size). Default 65527.</summary>
     public int MaxUdpPayloadSize { get; set; } = 65527;
 
@@ -211,6 +218,7 @@ public sealed class QuicConfiguration
         CheckRange(errors, nameof(MaxBidirectionalStreams), MaxBidirectionalStreams, 0, 1L << 60);
         CheckRange(errors, nameof(MaxUnidirectionalStreams), MaxUnidirectionalStreams, 0, 1L << 60);
         CheckRange(errors, nameof(MaxDatagramSize), MaxDatagramSize, 1200, 65527);
+        if (PathMtuDiscoveryUpperBound != 0) CheckRange(errors, nameof(PathMtuDiscoveryUpperBound), PathMtuDiscoveryUpperBound, 1200, 65527);
         CheckRange(errors, nameof(MaxUdpPayloadSize), MaxUdpPayloadSize, 1200, 65527);
         if (MaxDatagramFrameSize is long mdfs) CheckRange(errors, nameof(MaxDatagramFrameSize), mdfs, 0, (long)VarIntMax);
         if (InitialRtt <= TimeSpan.Zero || InitialRtt > TimeSpan.FromSeconds(60)) errors.Add($"{nameof(InitialRtt)} must be between 0 and 60 s (was {InitialRtt}).");

@@ -30,6 +30,7 @@ internal sealed partial class QuicConnectionCore
     {
         if (!_handshakeConfirmed) return;
         _connectionIds.RotatePeerId();
+        ResetPathMtu(now); // a new path: its MTU is unknown
         StartPathValidation(now);
     }
 
@@ -62,6 +63,7 @@ internal sealed partial class QuicConnectionCore
         bool portOnly = newAddress is IPEndPoint n && RemoteAddress is IPEndPoint o && n.Address.Equals(o.Address);
         _previousRemoteAddress = RemoteAddress;
         RemoteAddress = newAddress;
+        ResetPathMtu(now); // a new path: its MTU is unknown
         // New path: anti-amplification applies again until validated (RFC 9000 §9.3).
         _peerAddressValidated = false;
         _bytesReceivedOnPath = datagramLength;

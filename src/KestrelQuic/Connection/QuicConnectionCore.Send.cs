@@ -49,7 +49,7 @@ internal sealed partial class QuicConnectionCore
     /// <summary>The largest UDP payload usable on the current path.</summary>
     private int MaxDatagramSizeForPath()
     {
-        int max = _config.MaxDatagramSize;
+        int max = PathMaxDatagramSize;
         if (_peerParameters is not null && _peerParameters.MaxUdpPayloadSize < (ulong)max) max = (int)_peerParameters.MaxUdpPayloadSize;
         return max;
     }
@@ -72,6 +72,8 @@ internal sealed partial class QuicConnectionCore
         }
 
         _oneRttKeys?.DiscardPreviousIfDue(now);
+        int probe = TryBuildMtuProbe(buffer, now);
+        if (probe > 0) return probe;
         int length = BuildDatagram(buffer, now, closing: false);
         if (length == 0) _pathChallengeDestination = null;
         return length;
@@ -649,6 +651,9 @@ internal sealed partial class QuicConnectionCore
         {
             switch (f.Kind)
             {
+                case FrameKind.Ping when f.Value == 2:
+                    OnMtuProbeAcknowledged(f.Value2);
+                    break;
                 case FrameKind.Ack:
                     if (!space.Discarded) space.Ack.OnAckAcknowledged(f.Value2);
                     break;
@@ -686,7 +691,10 @@ internal sealed partial class QuicConnectionCore
 
     private void OnPacketLost(SentPacket packet)
     {
-        Statistics.PacketsLost++;
+        // A lost PMTU probe (never in flight) says the size is too big for the path, not that the network lost data.
+        bool mtuProbe = !packet.InFlight && packet.Frames.Length == 1 && packet.Frames[0] is { Kind: FrameKind.Ping, Value: 2 };
+        if (mtuProbe) Statistics.MtuProbesLost++;
+        else Statistics.PacketsLost++;
         _qlog?.PacketLost(packet.Space, packet.PacketNumber);
         PacketNumberSpaceState space = _spaces[(int)packet.Space];
         foreach (ref readonly SentFrame f in packet.Frames)
@@ -695,6 +703,9 @@ internal sealed partial class QuicConnectionCore
             {
                 case FrameKind.Ping when f.Value == 1:
                     _pingsRequested++; // the application waits for this one: probe again
+                    break;
+                case FrameKind.Ping when f.Value == 2:
+                    OnMtuProbeLost(f.Value2);
                     break;
                 case FrameKind.Crypto:
                     if (!space.Discarded)

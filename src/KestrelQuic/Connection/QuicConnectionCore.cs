@@ -494,6 +494,8 @@ internal sealed class ConnectionStatistics
     public long KeyUpdates;
     public long ProtocolErrors;
     public long DecryptionFailures;
+    public long PathMtuUpdates;
+    public long MtuProbesLost;
     public long StreamsOpened;
 
     /// <summary>CRYPTO and STREAM frames whose data was queued again after their packet was declared lost.</summary>

@@ -36,7 +36,8 @@ internal static class QuicClock
 internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem, IQuicMetricsSource
 {
     private const int MaxDatagramsPerReceiveBatch = 64;
-    private const int SendSlotSize = 1500;
+    // Room for the largest datagram the engine may build (PMTU probes, large paths); batches stay within MaxBytesPerSend.
+    private const int SendSlotSize = 65_527;
 
     private readonly UdpDatagramSocket _socket;
     private readonly QuicEndpointCore _core;
@@ -439,7 +440,7 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
 
             offset += n;
             count++;
-            if (n < segmentSize || count == UdpDatagramSocket.MaxSegmentsPerSend || offset + SendSlotSize > UdpDatagramSocket.MaxBytesPerSend)
+            if (n < segmentSize || count == UdpDatagramSocket.MaxSegmentsPerSend || offset + segmentSize > UdpDatagramSocket.MaxBytesPerSend)
             {
                 // A short datagram ends a batch; so does the segment or byte limit of one GSO send.
                 Send(_sendBuffer.AsSpan(0, offset), segmentSize, batchDestination!);

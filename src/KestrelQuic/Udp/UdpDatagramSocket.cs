@@ -26,6 +26,9 @@ internal sealed class UdpDatagramSocket : IDisposable
     private const int IpRecvErr = 11;     // IP_RECVERR
     private const int SolIpv6 = 41;       // SOL_IPV6 / IPPROTO_IPV6
     private const int Ipv6RecvErr = 25;   // IPV6_RECVERR
+    private const int IpMtuDiscover = 10;   // IP_MTU_DISCOVER
+    private const int Ipv6MtuDiscover = 23; // IPV6_MTU_DISCOVER
+    private const int PmtuDiscProbe = 3;    // IP_PMTUDISC_PROBE: set DF, ignore the kernel's path MTU cache
     private const int SolUdp = 17;        // SOL_UDP / IPPROTO_UDP
     private const int UdpSegment = 103;   // UDP_SEGMENT (Linux 4.18+)
 
@@ -150,6 +153,7 @@ internal sealed class UdpDatagramSocket : IDisposable
             }
 
             DisableIcmpErrorReporting(socket);
+            SetDontFragment(socket);
             socket.Bind(localEndPoint);
 
             // Synchronous sends then return WouldBlock instead of parking the thread; receives stay async.
@@ -519,6 +523,46 @@ internal sealed class UdpDatagramSocket : IDisposable
         catch (SocketException)
         {
             // Best effort: the receive and send paths tolerate these errors anyway.
+        }
+    }
+
+    /// <summary>
+    /// QUIC packets must not be fragmented (RFC 9000 §14): set DF, and let the engine's DPLPMTUD (§14.3) find the
+    /// path MTU instead of the kernel's ICMP-driven cache, which an attacker could poison with forged ICMP.
+    /// </summary>
+    private static void SetDontFragment(Socket socket)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            try
+            {
+                if (socket.AddressFamily == AddressFamily.InterNetwork)
+                {
+                    socket.DontFragment = true;
+                }
+            }
+            catch (SocketException)
+            {
+                // Best effort.
+            }
+
+            return;
+        }
+
+        Span<byte> value = stackalloc byte[sizeof(int)];
+        MemoryMarshal.Write(value, PmtuDiscProbe);
+        try
+        {
+            // SOL_IP applies to the IPv4 traffic of a dual-mode socket too.
+            socket.SetRawSocketOption(SolIp, IpMtuDiscover, value);
+            if (socket.AddressFamily == AddressFamily.InterNetworkV6)
+            {
+                socket.SetRawSocketOption(SolIpv6, Ipv6MtuDiscover, value);
+            }
+        }
+        catch (SocketException)
+        {
+            // Best effort: without DF, oversized probes may get fragmented and succeed; paths still work.
         }
     }
 

@@ -17,6 +17,8 @@ public sealed class QuicConfigurationTests
         ["MaxDatagramSize=1199"] = ("MaxDatagramSize", c => c.MaxDatagramSize = 1199), // RFC 9000 §14: at least 1200
         ["MaxDatagramSize=65528"] = ("MaxDatagramSize", c => c.MaxDatagramSize = 65528),
         ["MaxUdpPayloadSize=1199"] = ("MaxUdpPayloadSize", c => c.MaxUdpPayloadSize = 1199), // RFC 9000 §18.2
+        ["PathMtuDiscoveryUpperBound=1199"] = ("PathMtuDiscoveryUpperBound", c => c.PathMtuDiscoveryUpperBound = 1199),
+        ["PathMtuDiscoveryUpperBound=65528"] = ("PathMtuDiscoveryUpperBound", c => c.PathMtuDiscoveryUpperBound = 65528),
         ["MaxData=-1"] = ("MaxData", c => c.MaxData = -1),
         ["MaxData=0"] = ("MaxData", c => c.MaxData = 0),
         ["MaxData=1"] = ("MaxData", c => c.MaxData = 1),

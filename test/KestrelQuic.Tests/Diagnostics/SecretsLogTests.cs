@@ -23,7 +23,7 @@ public sealed class SecretsLogTests(ITestOutputHelper output) : IDisposable
             c.SecretsLogFile = serverFile;
             c.EnableEarlyData = true;
         }));
-        var store = new InMemoryQuicSessionStore();
+        var store = new SignallingStore();
         QuicClientConnectionOptions clientOptions = LoopbackTests.ClientOptions(listener.LocalEndPoint, c =>
         {
             c.SecretsLogFile = clientFile;
@@ -33,13 +33,11 @@ public sealed class SecretsLogTests(ITestOutputHelper output) : IDisposable
 
         // First connection: full handshake, delivers a session ticket.
         Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
-        var ticket = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using (QuicConnection first = await QuicConnection.ConnectAsync(clientOptions).AsTask().WaitAsync(Timeout))
         {
-            first.SessionTicketReceived += (_, _) => ticket.TrySetResult();
             await using QuicConnection firstServer = await acceptTask.WaitAsync(Timeout);
             await first.PingAsync().AsTask().WaitAsync(Timeout);
-            await ticket.Task.WaitAsync(Timeout);
+            await store.TicketStored.Task.WaitAsync(Timeout);
         }
 
         // Second connection: resumption with 0-RTT adds CLIENT_EARLY_TRAFFIC_SECRET.
@@ -112,6 +110,26 @@ public sealed class SecretsLogTests(ITestOutputHelper output) : IDisposable
         {
             Environment.SetEnvironmentVariable(ConnectionTracerFactory.SslKeyLogFileVariable, null);
         }
+    }
+
+    /// <summary>Signals when the first session ticket was stored (the event may fire before a handler could be attached).</summary>
+    private sealed class SignallingStore : IQuicSessionStore
+    {
+        private readonly InMemoryQuicSessionStore _inner = new();
+
+        public TaskCompletionSource TicketStored { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public byte[]? TakeSessionTicket(string serverName) => _inner.TakeSessionTicket(serverName);
+
+        public void StoreSessionTicket(string serverName, byte[] ticket)
+        {
+            _inner.StoreSessionTicket(serverName, ticket);
+            TicketStored.TrySetResult();
+        }
+
+        public byte[]? TakeToken(string serverName) => _inner.TakeToken(serverName);
+
+        public void StoreToken(string serverName, byte[] token) => _inner.StoreToken(serverName, token);
     }
 
     private static Dictionary<(string Label, string Random), string> Parse(string path)

@@ -27,12 +27,17 @@ public sealed class WiresharkDecryptionTests(ITestOutputHelper output) : IDispos
 
         await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions(address: IPAddress.Loopback));
         int port = listener.LocalEndPoint.Port;
+
+        // On lo the capture sees GSO sends before segmentation: one UDP "packet" holding several QUIC datagrams, which
+        // Wireshark cannot split for short-header packets. Send one datagram per sendto, as on a real NIC capture.
+        listener.Endpoint.Socket.DisableGso();
         using Process tshark = await StartCaptureAsync(port, capture);
         try
         {
             Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
             await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint, c => c.SecretsLogFile = keys)).AsTask().WaitAsync(Timeout);
             await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+            client.Endpoint.Socket.DisableGso();
             await using QuicStream stream = await client.OpenOutboundStreamAsync(QuicStreamType.Bidirectional);
             await stream.WriteAsync(request, completeWrites: true);
             await using QuicStream inbound = await server.AcceptInboundStreamAsync().AsTask().WaitAsync(Timeout);
