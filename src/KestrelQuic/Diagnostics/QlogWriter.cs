@@ -293,8 +293,8 @@ internal sealed class QlogWriter : IQlogSink
             _ => "unknown",
         });
         _json.WriteNumber("packet_number", packetNumber);
-        _json.WriteString("dcid", Convert.ToHexStringLower(dcid));
-        if (type != PacketType.OneRtt) _json.WriteString("scid", Convert.ToHexStringLower(scid));
+        WriteHex("dcid", dcid);
+        if (type != PacketType.OneRtt) WriteHex("scid", scid);
         _json.WriteEndObject();
         _json.WriteStartObject("raw");
         _json.WriteNumber("length", packetLength);
@@ -430,8 +430,8 @@ internal sealed class QlogWriter : IQlogSink
                 _json.WriteNumber("sequence_number", f.SequenceNumber);
                 _json.WriteNumber("retire_prior_to", f.RetirePriorTo);
                 _json.WriteNumber("connection_id_length", f.Data.Length);
-                _json.WriteString("connection_id", Convert.ToHexStringLower(f.Data));
-                _json.WriteString("stateless_reset_token", Convert.ToHexStringLower(f.StatelessResetToken));
+                WriteHex("connection_id", f.Data);
+                WriteHex("stateless_reset_token", f.StatelessResetToken);
                 break;
             case FrameType.RetireConnectionId:
                 _json.WriteString("frame_type", "retire_connection_id");
@@ -440,7 +440,7 @@ internal sealed class QlogWriter : IQlogSink
             case FrameType.PathChallenge:
             case FrameType.PathResponse:
                 _json.WriteString("frame_type", f.Type == FrameType.PathChallenge ? "path_challenge" : "path_response");
-                _json.WriteString("data", Convert.ToHexStringLower(f.Data));
+                WriteHex("data", f.Data);
                 break;
             case FrameType.ConnectionClose:
             case FrameType.ConnectionCloseApplication:
@@ -487,7 +487,15 @@ internal sealed class QlogWriter : IQlogSink
 
     private void WriteHexIfSet(string name, byte[]? value)
     {
-        if (value is not null) _json.WriteString(name, Convert.ToHexStringLower(value));
+        if (value is not null) WriteHex(name, value);
+    }
+
+    /// <summary>Hex without a string allocation (connection IDs, tokens: at most a few dozen bytes).</summary>
+    private void WriteHex(string name, ReadOnlySpan<byte> value)
+    {
+        Span<char> hex = value.Length <= 64 ? stackalloc char[value.Length * 2] : new char[value.Length * 2];
+        Convert.TryToHexStringLower(value, hex, out int written);
+        _json.WriteString(name, hex[..written]);
     }
 
     private static string StateName(ConnectionState state) => state switch
