@@ -93,6 +93,24 @@ public sealed class MetricsTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task UnknownShortHeaderPacket_CountsDropAndStatelessReset()
+    {
+        using var recorder = new MetricRecorder();
+        long resetsBefore = recorder.Observe("kestrelquic.stateless_resets_sent");
+        long droppedBefore = recorder.Observe("kestrelquic.datagrams.dropped", "kestrelquic.drop_reason", "unknown_connection");
+        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+        using var udp = new System.Net.Sockets.UdpClient(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        byte[] packet = System.Security.Cryptography.RandomNumberGenerator.GetBytes(60);
+        packet[0] = 0x40; // short header, fixed bit: a 1-RTT packet for a connection the server does not know
+        await udp.SendAsync(packet, listener.LocalEndPoint);
+
+        System.Net.Sockets.UdpReceiveResult reset = await udp.ReceiveAsync().WaitAsync(Timeout);
+        Assert.InRange(reset.Buffer.Length, 21, packet.Length - 1); // RFC 9000 §10.3: smaller than the trigger
+        Assert.True(recorder.Observe("kestrelquic.stateless_resets_sent") - resetsBefore >= 1);
+        Assert.True(recorder.Observe("kestrelquic.datagrams.dropped", "kestrelquic.drop_reason", "unknown_connection") - droppedBefore >= 1);
+    }
+
+    [Fact]
     public void ErrorType_NamesTransportErrorsAndAlerts()
     {
         Assert.Equal("flow_control_error", QuicMetrics.ErrorType(new QuicCloseReason { ErrorCode = 0x03 }));
