@@ -83,7 +83,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _config = config;
         _tracers = tracers;
         KeyLog = tracers?.CreateKeyLog(config);
-        _qlog = tracers?.CreateQlog(config, isServer, originalDcid);
+        _qlog = tracers?.CreateQlog(config, isServer, originalDcid, now);
         // Set before the connection ID manager captures the generator (an object initializer would run too late).
         ResetTokenGenerator = resetTokenGenerator;
         IsServer = isServer;
@@ -428,6 +428,8 @@ internal sealed partial class QuicConnectionCore : IDisposable
         initial.WriteKeys?.Dispose();
         initial.ReadKeys = PacketProtectionKeys.FromSecret(CipherSuite.Aes128GcmSha256, IsServer ? clientSecret : serverSecret, _version);
         initial.WriteKeys = PacketProtectionKeys.FromSecret(CipherSuite.Aes128GcmSha256, IsServer ? serverSecret : clientSecret, _version);
+        _qlog?.KeyUpdated(EncryptionLevel.Initial, clientSecret: true, localUpdate: false, keyPhase: -1);
+        _qlog?.KeyUpdated(EncryptionLevel.Initial, clientSecret: false, localUpdate: false, keyPhase: -1);
     }
 
     private void Emit(ConnectionEventKind kind, ulong streamId = 0, ulong errorCode = 0, byte[]? data = null, bool flag = false)

@@ -29,12 +29,12 @@ internal sealed class ConnectionTracerFactory(ILogger? logger) : IConnectionTrac
         return writer;
     }
 
-    public IQlogSink? CreateQlog(QuicConfiguration configuration, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId)
+    public IQlogSink? CreateQlog(QuicConfiguration configuration, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId, long now)
     {
         if (string.IsNullOrEmpty(configuration.QlogDirectory)) return null;
         string directory = Path.GetFullPath(configuration.QlogDirectory);
         if (logger is not null && Announce("qlog:" + directory)) QuicLog.QlogEnabled(logger, directory);
-        return new QlogWriter(Path.Combine(directory, QlogWriter.FileName(originalDestinationConnectionId, isServer)), isServer, originalDestinationConnectionId, logger);
+        return new QlogWriter(Path.Combine(directory, QlogWriter.FileName(originalDestinationConnectionId, isServer)), isServer, originalDestinationConnectionId, now, logger);
     }
 
     private bool Announce(string key)

@@ -17,8 +17,8 @@ internal interface IConnectionTracerFactory
     /// <summary>A sink for NSS key log lines, or null when secrets are not logged for this configuration.</summary>
     IKeyLogSink? CreateKeyLog(QuicConfiguration configuration);
 
-    /// <summary>A qlog sink for one connection, or null when qlog is off for this configuration.</summary>
-    IQlogSink? CreateQlog(QuicConfiguration configuration, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId);
+    /// <summary>A qlog sink for one connection created at <paramref name="now"/> (its time origin), or null when qlog is off.</summary>
+    IQlogSink? CreateQlog(QuicConfiguration configuration, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId, long now);
 }
 
 /// <summary>Receives TLS secrets as they are derived (the SSLKEYLOGFILE format: label, client random, secret).</summary>

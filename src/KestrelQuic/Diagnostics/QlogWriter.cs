@@ -31,7 +31,7 @@ internal sealed class QlogWriter : IQlogSink
     private readonly bool _isServer;
     private readonly PooledBuffer _buffer = new();
     private readonly Utf8JsonWriter _json;
-    private long _start = long.MinValue;
+    private readonly long _start;
     private long _last;
     private int _localAckDelayExponent = 3;
     private int _peerAckDelayExponent = 3;
@@ -39,9 +39,11 @@ internal sealed class QlogWriter : IQlogSink
     private int _lastPtoCount = -1;
     private bool _completed;
 
-    public QlogWriter(string path, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId, ILogger? logger)
+    public QlogWriter(string path, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId, long now, ILogger? logger)
     {
         _path = path;
+        _start = now;
+        _last = now;
         _isServer = isServer;
         _logger = logger;
         _json = new Utf8JsonWriter(_buffer, new JsonWriterOptions { SkipValidation = true });
@@ -251,7 +253,6 @@ internal sealed class QlogWriter : IQlogSink
 
     private void Begin(long now, string name)
     {
-        if (_start == long.MinValue) _start = now;
         if (now > _last) _last = now;
         _buffer.WriteByte(RecordSeparator);
         _json.Reset(_buffer);

@@ -62,6 +62,8 @@ public sealed class QlogTests(ITestOutputHelper output) : IDisposable
             // Times are non-decreasing milliseconds.
             double[] times = events.Select(e => e.GetProperty("time").GetDouble()).ToArray();
             Assert.True(times.Zip(times.Skip(1)).All(p => p.Second >= p.First));
+            Assert.InRange(times[0], 0, 1000);
+            Assert.InRange(times[^1], times[0], 60_000);
 
             Assert.Single(byName["quic:connection_started"]);
             Assert.Contains(byName["quic:parameters_set"], e => Data(e).GetProperty("initiator").GetString() == "local" && Data(e).GetProperty("initial_max_data").GetInt64() > 0);
@@ -87,6 +89,7 @@ public sealed class QlogTests(ITestOutputHelper output) : IDisposable
             Assert.Contains(byName["quic:recovery_metrics_updated"], e => Data(e).TryGetProperty("smoothed_rtt", out JsonElement rtt) && rtt.GetDouble() > 0 && rtt.GetDouble() < 1000);
             Assert.Contains(byName["quic:recovery_metrics_updated"], e => Data(e).TryGetProperty("congestion_window", out JsonElement cwnd) && cwnd.GetInt64() >= 2400);
             Assert.Contains(byName["quic:key_updated"], e => Data(e).GetProperty("key_type").GetString() == "client_handshake_secret" && Data(e).GetProperty("trigger").GetString() == "tls");
+            Assert.Contains(byName["quic:key_updated"], e => Data(e).GetProperty("key_type").GetString() == "server_initial_secret");
             Assert.Contains(byName["quic:key_updated"], e => Data(e).GetProperty("key_type").GetString() == "server_1rtt_secret"
                 && Data(e).GetProperty("trigger").GetString() == (role == "client" ? "local_update" : "remote_update") && Data(e).GetProperty("key_phase").GetInt64() == 1);
             string[] states = byName["quic:connection_state_updated"].Select(e => Data(e).GetProperty("new").GetString()!).ToArray();
