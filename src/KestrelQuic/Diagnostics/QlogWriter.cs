@@ -107,10 +107,10 @@ internal sealed class QlogWriter : IQlogSink
     }
 
     public void PacketSent(long now, PacketType type, long packetNumber, int packetLength, ReadOnlySpan<byte> dcid, ReadOnlySpan<byte> scid, ReadOnlySpan<byte> payload)
-        => WritePacket("quic:packet_sent", now, type, packetNumber, packetLength, dcid, scid, payload, _localAckDelayExponent);
+        => WritePacket(V.quic_packet_sent, now, type, packetNumber, packetLength, dcid, scid, payload, _localAckDelayExponent);
 
     public void PacketReceived(long now, PacketType type, long packetNumber, int packetLength, ReadOnlySpan<byte> dcid, ReadOnlySpan<byte> scid, ReadOnlySpan<byte> payload)
-        => WritePacket("quic:packet_received", now, type, packetNumber, packetLength, dcid, scid, payload, _peerAckDelayExponent);
+        => WritePacket(V.quic_packet_received, now, type, packetNumber, packetLength, dcid, scid, payload, _peerAckDelayExponent);
 
     public void MetricsUpdated(long now, RttEstimator rtt, ICongestionController congestion, int ptoCount)
     {
@@ -121,19 +121,19 @@ internal sealed class QlogWriter : IQlogSink
         bool ccChanged = cwnd != _lastCwnd || inFlight != _lastInFlight || ssthresh != _lastSsthresh || ptoCount != _lastPtoCount;
         if (!rttChanged && !ccChanged) return;
 
-        Begin(now, "quic:recovery_metrics_updated");
+        Begin(now, V.quic_recovery_metrics_updated);
         if (rttChanged)
         {
-            if (minRtt >= 0) _json.WriteNumber("min_rtt", Ms(minRtt));
-            _json.WriteNumber("smoothed_rtt", Ms(smoothed));
-            if (latest >= 0) _json.WriteNumber("latest_rtt", Ms(latest));
-            _json.WriteNumber("rtt_variance", Ms(variance));
+            if (minRtt >= 0) _json.WriteNumber(P.min_rtt, Ms(minRtt));
+            _json.WriteNumber(P.smoothed_rtt, Ms(smoothed));
+            if (latest >= 0) _json.WriteNumber(P.latest_rtt, Ms(latest));
+            _json.WriteNumber(P.rtt_variance, Ms(variance));
         }
 
-        if (ptoCount != _lastPtoCount) _json.WriteNumber("pto_count", ptoCount);
-        if (cwnd != _lastCwnd) _json.WriteNumber("congestion_window", cwnd);
-        if (inFlight != _lastInFlight) _json.WriteNumber("bytes_in_flight", inFlight);
-        if (ssthresh != _lastSsthresh && ssthresh is > 0 and < long.MaxValue) _json.WriteNumber("ssthresh", ssthresh);
+        if (ptoCount != _lastPtoCount) _json.WriteNumber(P.pto_count, ptoCount);
+        if (cwnd != _lastCwnd) _json.WriteNumber(P.congestion_window, cwnd);
+        if (inFlight != _lastInFlight) _json.WriteNumber(P.bytes_in_flight, inFlight);
+        if (ssthresh != _lastSsthresh && ssthresh is > 0 and < long.MaxValue) _json.WriteNumber(P.ssthresh, ssthresh);
         End();
         (_lastMinRtt, _lastSmoothedRtt, _lastLatestRtt, _lastRttVariance) = (minRtt, smoothed, latest, variance);
         (_lastCwnd, _lastInFlight, _lastSsthresh, _lastPtoCount) = (cwnd, inFlight, ssthresh, ptoCount);
@@ -143,14 +143,14 @@ internal sealed class QlogWriter : IQlogSink
     {
         if (_completed) return;
         Begin(_last, "quic:packet_lost");
-        _json.WriteStartObject("header");
-        _json.WriteString("packet_type", space switch
+        _json.WriteStartObject(P.header);
+        _json.WriteString(P.packet_type, space switch
         {
-            PacketNumberSpace.Initial => "initial",
-            PacketNumberSpace.Handshake => "handshake",
-            _ => "1RTT",
+            PacketNumberSpace.Initial => V.initial,
+            PacketNumberSpace.Handshake => V.handshake,
+            _ => V.OneRtt,
         });
-        _json.WriteNumber("packet_number", packetNumber);
+        _json.WriteNumber(P.packet_number, packetNumber);
         _json.WriteEndObject();
         End();
     }
@@ -239,7 +239,7 @@ internal sealed class QlogWriter : IQlogSink
         _json.WriteEndObject();
         _json.WriteEndObject();
         _json.WriteStartObject("vantage_point");
-        _json.WriteString("name", "KestrelQuic");
+        _json.WriteString(P.name, "KestrelQuic");
         _json.WriteString("type", _isServer ? "server" : "client");
         _json.WriteEndObject();
         _json.WriteStartArray("event_schemas");
@@ -251,15 +251,17 @@ internal sealed class QlogWriter : IQlogSink
         _buffer.WriteByte((byte)'\n');
     }
 
-    private void Begin(long now, string name)
+    private void Begin(long now, string name) => Begin(now, JsonEncodedText.Encode(name));
+
+    private void Begin(long now, JsonEncodedText name)
     {
         if (now > _last) _last = now;
         _buffer.WriteByte(RecordSeparator);
         _json.Reset(_buffer);
         _json.WriteStartObject();
-        _json.WriteNumber("time", Ms(Math.Max(now, _last) - _start));
-        _json.WriteString("name", name);
-        _json.WriteStartObject("data");
+        _json.WriteNumber(P.time, Ms(Math.Max(now, _last) - _start));
+        _json.WriteString(P.name, name);
+        _json.WriteStartObject(P.data);
     }
 
     private void End()
@@ -278,30 +280,30 @@ internal sealed class QlogWriter : IQlogSink
         BackgroundFileWriter.Append(_path, array, length, _logger);
     }
 
-    private void WritePacket(string name, long now, PacketType type, long packetNumber, int packetLength, ReadOnlySpan<byte> dcid, ReadOnlySpan<byte> scid, ReadOnlySpan<byte> payload, int ackDelayExponent)
+    private void WritePacket(JsonEncodedText name, long now, PacketType type, long packetNumber, int packetLength, ReadOnlySpan<byte> dcid, ReadOnlySpan<byte> scid, ReadOnlySpan<byte> payload, int ackDelayExponent)
     {
         if (_completed) return;
         Begin(now, name);
-        _json.WriteStartObject("header");
-        _json.WriteString("packet_type", type switch
+        _json.WriteStartObject(P.header);
+        _json.WriteString(P.packet_type, type switch
         {
-            PacketType.Initial => "initial",
-            PacketType.Handshake => "handshake",
-            PacketType.ZeroRtt => "0RTT",
-            PacketType.OneRtt => "1RTT",
-            PacketType.Retry => "retry",
-            PacketType.VersionNegotiation => "version_negotiation",
-            _ => "unknown",
+            PacketType.Initial => V.initial,
+            PacketType.Handshake => V.handshake,
+            PacketType.ZeroRtt => V.ZeroRtt,
+            PacketType.OneRtt => V.OneRtt,
+            PacketType.Retry => V.retry,
+            PacketType.VersionNegotiation => V.version_negotiation,
+            _ => V.unknown,
         });
-        _json.WriteNumber("packet_number", packetNumber);
-        WriteHex("dcid", dcid);
-        if (type != PacketType.OneRtt) WriteHex("scid", scid);
+        _json.WriteNumber(P.packet_number, packetNumber);
+        WriteHex(P.dcid, dcid);
+        if (type != PacketType.OneRtt) WriteHex(P.scid, scid);
         _json.WriteEndObject();
-        _json.WriteStartObject("raw");
-        _json.WriteNumber("length", packetLength);
-        _json.WriteNumber("payload_length", payload.Length);
+        _json.WriteStartObject(P.raw);
+        _json.WriteNumber(P.length, packetLength);
+        _json.WriteNumber(P.payload_length, payload.Length);
         _json.WriteEndObject();
-        _json.WriteStartArray("frames");
+        _json.WriteStartArray(P.frames);
         WriteFrames(payload, type, ackDelayExponent);
         _json.WriteEndArray();
         End();
@@ -317,17 +319,17 @@ internal sealed class QlogWriter : IQlogSink
             _json.WriteStartObject();
             if (status == FrameReadStatus.Error)
             {
-                _json.WriteString("frame_type", "unknown");
+                _json.WriteString(P.frame_type, "unknown");
                 _json.WriteNumber("frame_type_bytes", error.FrameType);
                 _json.WriteEndObject();
                 return;
             }
 
             WriteFrame(ref f, ackDelayExponent);
-            _json.WriteStartObject("raw");
-            _json.WriteNumber("length", f.EncodedLength);
-            if (f.Type is FrameType.Padding) _json.WriteNumber("payload_length", f.EncodedLength);
-            else if (f.Type is FrameType.Stream or FrameType.Crypto or FrameType.Datagram or FrameType.DatagramWithLength) _json.WriteNumber("payload_length", f.Data.Length);
+            _json.WriteStartObject(P.raw);
+            _json.WriteNumber(P.length, f.EncodedLength);
+            if (f.Type is FrameType.Padding) _json.WriteNumber(P.payload_length, f.EncodedLength);
+            else if (f.Type is FrameType.Stream or FrameType.Crypto or FrameType.Datagram or FrameType.DatagramWithLength) _json.WriteNumber(P.payload_length, f.Data.Length);
             _json.WriteEndObject();
             _json.WriteEndObject();
         }
@@ -338,16 +340,16 @@ internal sealed class QlogWriter : IQlogSink
         switch (f.Type)
         {
             case FrameType.Padding:
-                _json.WriteString("frame_type", "padding");
+                _json.WriteString(P.frame_type, V.padding);
                 break;
             case FrameType.Ping:
-                _json.WriteString("frame_type", "ping");
+                _json.WriteString(P.frame_type, V.ping);
                 break;
             case FrameType.Ack:
             case FrameType.AckEcn:
-                _json.WriteString("frame_type", "ack");
-                _json.WriteNumber("ack_delay", (double)(f.Ack.AckDelay << ackDelayExponent) / 1000.0);
-                _json.WriteStartArray("acked_ranges");
+                _json.WriteString(P.frame_type, V.ack);
+                _json.WriteNumber(P.ack_delay, (double)(f.Ack.AckDelay << ackDelayExponent) / 1000.0);
+                _json.WriteStartArray(P.acked_ranges);
                 foreach (ValueRange r in f.Ack)
                 {
                     _json.WriteStartArray();
@@ -366,68 +368,68 @@ internal sealed class QlogWriter : IQlogSink
 
                 break;
             case FrameType.ResetStream:
-                _json.WriteString("frame_type", "reset_stream");
-                _json.WriteNumber("stream_id", f.StreamId);
+                _json.WriteString(P.frame_type, "reset_stream");
+                _json.WriteNumber(P.stream_id, f.StreamId);
                 _json.WriteNumber("error_code", f.ErrorCode);
                 _json.WriteNumber("final_size", f.FinalSize);
                 break;
             case FrameType.StopSending:
-                _json.WriteString("frame_type", "stop_sending");
-                _json.WriteNumber("stream_id", f.StreamId);
+                _json.WriteString(P.frame_type, "stop_sending");
+                _json.WriteNumber(P.stream_id, f.StreamId);
                 _json.WriteNumber("error_code", f.ErrorCode);
                 break;
             case FrameType.Crypto:
-                _json.WriteString("frame_type", "crypto");
-                _json.WriteNumber("offset", f.Offset);
-                _json.WriteNumber("length", f.Data.Length);
+                _json.WriteString(P.frame_type, V.crypto);
+                _json.WriteNumber(P.offset, f.Offset);
+                _json.WriteNumber(P.length, f.Data.Length);
                 break;
             case FrameType.NewToken:
-                _json.WriteString("frame_type", "new_token");
+                _json.WriteString(P.frame_type, "new_token");
                 _json.WriteStartObject("token");
-                _json.WriteStartObject("raw");
-                _json.WriteNumber("length", f.Data.Length);
+                _json.WriteStartObject(P.raw);
+                _json.WriteNumber(P.length, f.Data.Length);
                 _json.WriteEndObject();
                 _json.WriteEndObject();
                 break;
             case FrameType.Stream:
-                _json.WriteString("frame_type", "stream");
-                _json.WriteNumber("stream_id", f.StreamId);
-                _json.WriteNumber("offset", f.Offset);
-                _json.WriteNumber("length", f.Data.Length);
-                if (f.Fin) _json.WriteBoolean("fin", true);
+                _json.WriteString(P.frame_type, V.stream);
+                _json.WriteNumber(P.stream_id, f.StreamId);
+                _json.WriteNumber(P.offset, f.Offset);
+                _json.WriteNumber(P.length, f.Data.Length);
+                if (f.Fin) _json.WriteBoolean(P.fin, true);
                 break;
             case FrameType.MaxData:
-                _json.WriteString("frame_type", "max_data");
-                _json.WriteNumber("maximum", f.Maximum);
+                _json.WriteString(P.frame_type, V.max_data);
+                _json.WriteNumber(P.maximum, f.Maximum);
                 break;
             case FrameType.MaxStreamData:
-                _json.WriteString("frame_type", "max_stream_data");
-                _json.WriteNumber("stream_id", f.StreamId);
-                _json.WriteNumber("maximum", f.Maximum);
+                _json.WriteString(P.frame_type, V.max_stream_data);
+                _json.WriteNumber(P.stream_id, f.StreamId);
+                _json.WriteNumber(P.maximum, f.Maximum);
                 break;
             case FrameType.MaxStreamsBidi:
             case FrameType.MaxStreamsUni:
-                _json.WriteString("frame_type", "max_streams");
+                _json.WriteString(P.frame_type, "max_streams");
                 _json.WriteString("stream_type", f.IsBidirectional ? "bidirectional" : "unidirectional");
-                _json.WriteNumber("maximum", f.Maximum);
+                _json.WriteNumber(P.maximum, f.Maximum);
                 break;
             case FrameType.DataBlocked:
-                _json.WriteString("frame_type", "data_blocked");
+                _json.WriteString(P.frame_type, "data_blocked");
                 _json.WriteNumber("limit", f.Maximum);
                 break;
             case FrameType.StreamDataBlocked:
-                _json.WriteString("frame_type", "stream_data_blocked");
-                _json.WriteNumber("stream_id", f.StreamId);
+                _json.WriteString(P.frame_type, "stream_data_blocked");
+                _json.WriteNumber(P.stream_id, f.StreamId);
                 _json.WriteNumber("limit", f.Maximum);
                 break;
             case FrameType.StreamsBlockedBidi:
             case FrameType.StreamsBlockedUni:
-                _json.WriteString("frame_type", "streams_blocked");
+                _json.WriteString(P.frame_type, "streams_blocked");
                 _json.WriteString("stream_type", f.IsBidirectional ? "bidirectional" : "unidirectional");
                 _json.WriteNumber("limit", f.Maximum);
                 break;
             case FrameType.NewConnectionId:
-                _json.WriteString("frame_type", "new_connection_id");
+                _json.WriteString(P.frame_type, "new_connection_id");
                 _json.WriteNumber("sequence_number", f.SequenceNumber);
                 _json.WriteNumber("retire_prior_to", f.RetirePriorTo);
                 _json.WriteNumber("connection_id_length", f.Data.Length);
@@ -435,17 +437,17 @@ internal sealed class QlogWriter : IQlogSink
                 WriteHex("stateless_reset_token", f.StatelessResetToken);
                 break;
             case FrameType.RetireConnectionId:
-                _json.WriteString("frame_type", "retire_connection_id");
+                _json.WriteString(P.frame_type, "retire_connection_id");
                 _json.WriteNumber("sequence_number", f.SequenceNumber);
                 break;
             case FrameType.PathChallenge:
             case FrameType.PathResponse:
-                _json.WriteString("frame_type", f.Type == FrameType.PathChallenge ? "path_challenge" : "path_response");
-                WriteHex("data", f.Data);
+                _json.WriteString(P.frame_type, f.Type == FrameType.PathChallenge ? "path_challenge" : "path_response");
+                WriteHex(P.data, f.Data);
                 break;
             case FrameType.ConnectionClose:
             case FrameType.ConnectionCloseApplication:
-                _json.WriteString("frame_type", "connection_close");
+                _json.WriteString(P.frame_type, "connection_close");
                 bool transport = f.Type == FrameType.ConnectionClose;
                 _json.WriteString("error_space", transport ? "transport" : "application");
                 if (transport) WriteTransportError("error", f.ErrorCode);
@@ -454,15 +456,15 @@ internal sealed class QlogWriter : IQlogSink
                 if (transport) _json.WriteNumber("trigger_frame_type", f.FrameTypeInClose);
                 break;
             case FrameType.HandshakeDone:
-                _json.WriteString("frame_type", "handshake_done");
+                _json.WriteString(P.frame_type, "handshake_done");
                 break;
             case FrameType.Datagram:
             case FrameType.DatagramWithLength:
-                _json.WriteString("frame_type", "datagram");
-                _json.WriteNumber("length", f.Data.Length);
+                _json.WriteString(P.frame_type, "datagram");
+                _json.WriteNumber(P.length, f.Data.Length);
                 break;
             default:
-                _json.WriteString("frame_type", "unknown");
+                _json.WriteString(P.frame_type, "unknown");
                 _json.WriteNumber("frame_type_bytes", f.RawType);
                 break;
         }
@@ -492,7 +494,9 @@ internal sealed class QlogWriter : IQlogSink
     }
 
     /// <summary>Hex without a string allocation (connection IDs, tokens: at most a few dozen bytes).</summary>
-    private void WriteHex(string name, ReadOnlySpan<byte> value)
+    private void WriteHex(string name, ReadOnlySpan<byte> value) => WriteHex(JsonEncodedText.Encode(name), value);
+
+    private void WriteHex(JsonEncodedText name, ReadOnlySpan<byte> value)
     {
         Span<char> hex = value.Length <= 64 ? stackalloc char[value.Length * 2] : new char[value.Length * 2];
         Convert.TryToHexStringLower(value, hex, out int written);
@@ -511,6 +515,60 @@ internal sealed class QlogWriter : IQlogSink
     private static string Hex32(uint value) => value.ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
 
     private static double Ms(long ticks) => ticks / (double)TimeSpan.TicksPerMillisecond;
+
+    /// <summary>Pre-encoded property names of the per-packet records (no transcoding per record).</summary>
+    private static class P
+    {
+        public static readonly JsonEncodedText time = JsonEncodedText.Encode("time");
+        public static readonly JsonEncodedText name = JsonEncodedText.Encode("name");
+        public static readonly JsonEncodedText data = JsonEncodedText.Encode("data");
+        public static readonly JsonEncodedText header = JsonEncodedText.Encode("header");
+        public static readonly JsonEncodedText packet_type = JsonEncodedText.Encode("packet_type");
+        public static readonly JsonEncodedText packet_number = JsonEncodedText.Encode("packet_number");
+        public static readonly JsonEncodedText dcid = JsonEncodedText.Encode("dcid");
+        public static readonly JsonEncodedText scid = JsonEncodedText.Encode("scid");
+        public static readonly JsonEncodedText raw = JsonEncodedText.Encode("raw");
+        public static readonly JsonEncodedText length = JsonEncodedText.Encode("length");
+        public static readonly JsonEncodedText payload_length = JsonEncodedText.Encode("payload_length");
+        public static readonly JsonEncodedText frames = JsonEncodedText.Encode("frames");
+        public static readonly JsonEncodedText frame_type = JsonEncodedText.Encode("frame_type");
+        public static readonly JsonEncodedText stream_id = JsonEncodedText.Encode("stream_id");
+        public static readonly JsonEncodedText offset = JsonEncodedText.Encode("offset");
+        public static readonly JsonEncodedText fin = JsonEncodedText.Encode("fin");
+        public static readonly JsonEncodedText ack_delay = JsonEncodedText.Encode("ack_delay");
+        public static readonly JsonEncodedText acked_ranges = JsonEncodedText.Encode("acked_ranges");
+        public static readonly JsonEncodedText min_rtt = JsonEncodedText.Encode("min_rtt");
+        public static readonly JsonEncodedText smoothed_rtt = JsonEncodedText.Encode("smoothed_rtt");
+        public static readonly JsonEncodedText latest_rtt = JsonEncodedText.Encode("latest_rtt");
+        public static readonly JsonEncodedText rtt_variance = JsonEncodedText.Encode("rtt_variance");
+        public static readonly JsonEncodedText pto_count = JsonEncodedText.Encode("pto_count");
+        public static readonly JsonEncodedText congestion_window = JsonEncodedText.Encode("congestion_window");
+        public static readonly JsonEncodedText bytes_in_flight = JsonEncodedText.Encode("bytes_in_flight");
+        public static readonly JsonEncodedText ssthresh = JsonEncodedText.Encode("ssthresh");
+        public static readonly JsonEncodedText maximum = JsonEncodedText.Encode("maximum");
+    }
+
+    /// <summary>Pre-encoded values of the per-packet records.</summary>
+    private static class V
+    {
+        public static readonly JsonEncodedText quic_packet_sent = JsonEncodedText.Encode("quic:packet_sent");
+        public static readonly JsonEncodedText quic_packet_received = JsonEncodedText.Encode("quic:packet_received");
+        public static readonly JsonEncodedText quic_recovery_metrics_updated = JsonEncodedText.Encode("quic:recovery_metrics_updated");
+        public static readonly JsonEncodedText initial = JsonEncodedText.Encode("initial");
+        public static readonly JsonEncodedText handshake = JsonEncodedText.Encode("handshake");
+        public static readonly JsonEncodedText ZeroRtt = JsonEncodedText.Encode("0RTT");
+        public static readonly JsonEncodedText OneRtt = JsonEncodedText.Encode("1RTT");
+        public static readonly JsonEncodedText padding = JsonEncodedText.Encode("padding");
+        public static readonly JsonEncodedText ping = JsonEncodedText.Encode("ping");
+        public static readonly JsonEncodedText ack = JsonEncodedText.Encode("ack");
+        public static readonly JsonEncodedText stream = JsonEncodedText.Encode("stream");
+        public static readonly JsonEncodedText crypto = JsonEncodedText.Encode("crypto");
+        public static readonly JsonEncodedText max_data = JsonEncodedText.Encode("max_data");
+        public static readonly JsonEncodedText max_stream_data = JsonEncodedText.Encode("max_stream_data");
+        public static readonly JsonEncodedText retry = JsonEncodedText.Encode("retry");
+        public static readonly JsonEncodedText version_negotiation = JsonEncodedText.Encode("version_negotiation");
+        public static readonly JsonEncodedText unknown = JsonEncodedText.Encode("unknown");
+    }
 
     /// <summary>An <see cref="IBufferWriter{T}"/> over one array rented from the shared pool, handed over whole on flush.</summary>
     private sealed class PooledBuffer : IBufferWriter<byte>

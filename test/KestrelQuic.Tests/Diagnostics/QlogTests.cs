@@ -106,6 +106,36 @@ public sealed class QlogTests(ITestOutputHelper output) : IDisposable
         Assert.All(lost, e => Assert.Equal("1RTT", Data(e).GetProperty("header").GetProperty("packet_type").GetString()));
     }
 
+    [Fact]
+    public async Task Transfer_WithAndWithoutQlog_SameContent_FiguresInOutput()
+    {
+        const int PayloadSize = 8 * 1024 * 1024;
+        byte[] payload = SimulationHelpers.Payload(PayloadSize, 9);
+        foreach (bool qlog in new[] { false, true, false, true })
+        {
+            string? directory = qlog ? _directory : null;
+            await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions(c => c.QlogDirectory = directory));
+            Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+            await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint, c => c.QlogDirectory = directory)).AsTask().WaitAsync(Timeout);
+            await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            await using QuicStream stream = await client.OpenOutboundStreamAsync(QuicStreamType.Unidirectional);
+            Task write = Task.Run(async () => await stream.WriteAsync(payload, completeWrites: true));
+            await using QuicStream inbound = await server.AcceptInboundStreamAsync().AsTask().WaitAsync(Timeout);
+            var received = new MemoryStream(PayloadSize);
+            await inbound.CopyToAsync(received).WaitAsync(Timeout);
+            await write.WaitAsync(Timeout);
+            watch.Stop();
+            Assert.True(payload.AsSpan().SequenceEqual(received.GetBuffer().AsSpan(0, (int)received.Length)));
+            output.WriteLine($"qlog {(qlog ? "on " : "off")}: {PayloadSize / 1048576.0 / watch.Elapsed.TotalSeconds:F0} MB/s");
+        }
+
+        await BackgroundFileWriter.DrainAsync().WaitAsync(Timeout);
+        long bytes = Directory.GetFiles(_directory).Sum(f => new FileInfo(f).Length);
+        output.WriteLine($"qlog output for 2 x 2 connections: {bytes / 1048576.0:F1} MB");
+        Assert.Equal(4, Directory.GetFiles(_directory, "*.sqlog").Length);
+    }
+
     private static JsonElement Data(JsonElement e) => e.GetProperty("data");
 
     private static IEnumerable<JsonElement> Frames(JsonElement e) => Data(e).GetProperty("frames").EnumerateArray();
