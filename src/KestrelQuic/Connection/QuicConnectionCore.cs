@@ -445,4 +445,6 @@ internal sealed class ConnectionStatistics
     public long KeyUpdates;
     public long ProtocolErrors;
     public long DecryptionFailures;
+    public long ZeroRttPacketsSent;
+    public long ZeroRttPacketsReceived;
 }
