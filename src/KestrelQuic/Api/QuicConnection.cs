@@ -160,6 +160,13 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
     }
 
+    /// <summary>
+    /// Completes when the handshake completed; fails with a <see cref="QuicException"/> when it did not. Already
+    /// complete for connections returned by <see cref="QuicListener.AcceptConnectionAsync"/> and by
+    /// <see cref="ConnectAsync"/> unless <see cref="QuicClientConnectionOptions.WaitForHandshake"/> was false.
+    /// </summary>
+    public Task HandshakeCompleted => _handshake.Task;
+
     /// <summary>Completes when the connection ended, with why.</summary>
     public Task<QuicCloseReason> Closed => _closed.Task;
 
@@ -241,6 +248,12 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             throw;
         }
 
+        if (!options.WaitForHandshake)
+        {
+            _ = connection.EnforceHandshakeTimeoutAsync(options.HandshakeTimeout);
+            return connection;
+        }
+
         try
         {
             await connection._handshake.Task.WaitAsync(options.HandshakeTimeout, cancellationToken).ConfigureAwait(false);
@@ -257,6 +270,27 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
 
         return connection;
+    }
+
+    private async Task EnforceHandshakeTimeoutAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await _handshake.Task.WaitAsync(timeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            lock (_endpoint.Lock)
+            {
+                Fail(new QuicException(QuicError.ConnectionTimeout, null, $"The handshake did not complete within {timeout}."));
+            }
+
+            await AbortAsync(0, "handshake timeout").ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // The handshake failed: HandshakeCompleted and every pending operation report it.
+        }
     }
 
     internal static QuicConnection CreateAccepted(QuicSocketEndpoint endpoint, EndpointConnection handle, QuicListener listener, long defaultStreamErrorCode, long defaultCloseErrorCode)
@@ -426,8 +460,8 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         switch (e.Kind)
         {
             case ConnectionEventKind.HandshakeCompleted:
+                _handshake.TrySetResult();
                 if (IsServer) _listener?.OnHandshakeCompleted(this);
-                else _handshake.TrySetResult();
                 break;
             case ConnectionEventKind.StreamOpened:
                 if (!_streams.ContainsKey(e.StreamId))
