@@ -44,6 +44,11 @@ internal sealed class UdpRelay : IAsyncDisposable
 
     public long ServerToClient;
 
+    /// <summary>When set, datagrams from any client address but the first one seen are dropped (a path that does not work).</summary>
+    public bool DropFromNewClientAddresses { get; set; }
+
+    public long DroppedFromNewClientAddresses;
+
     /// <summary>Keeps server datagrams back until <see cref="Release"/>.</summary>
     public void HoldServerToClient()
     {
@@ -121,7 +126,14 @@ internal sealed class UdpRelay : IAsyncDisposable
                 continue;
             }
 
-            _client = (IPEndPoint)r.RemoteEndPoint;
+            var from = (IPEndPoint)r.RemoteEndPoint;
+            if (DropFromNewClientAddresses && _client is not null && !from.Equals(_client))
+            {
+                Interlocked.Increment(ref DroppedFromNewClientAddresses);
+                continue;
+            }
+
+            _client = from;
             Interlocked.Increment(ref ClientToServer);
             try
             {
