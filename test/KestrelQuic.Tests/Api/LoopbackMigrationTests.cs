@@ -135,7 +135,7 @@ public sealed class LoopbackMigrationTests
     }
 
     /// <summary>Echoes <paramref name="total"/> bytes over one stream, running <paramref name="midway"/> once a quarter is uploaded; hashes must match.</summary>
-    private static async Task EchoWithActionAsync(QuicConnection client, QuicConnection server, int total, Func<Task> midway)
+    internal static async Task EchoWithActionAsync(QuicConnection client, QuicConnection server, int total, Func<Task> midway)
     {
         const int Chunk = 32 * 1024;
         Task<byte[]> serverSide = Task.Run(async () =>
