@@ -55,14 +55,21 @@ public sealed class LoopbackBadInputTests
         try
         {
             await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+
+            // The client goes through a relay that records its handshake and first 1-RTT datagrams for replaying.
+            await using var relay = new UdpRelay(listener.LocalEndPoint) { RecordClientDatagrams = true };
             Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
-            await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+            await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(relay.EndPoint)).AsTask().WaitAsync(Timeout);
             await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+            await LoopbackLifecycleTests.AssertEchoAsync(client, server, 3000);
+            relay.RecordClientDatagrams = false;
+            byte[][] recorded = relay.Recorded.ToArray();
             byte[] liveCid;
             lock (listener.Endpoint.Lock) liveCid = server.Handle.Core.ConnectionIds.LocalIds.First(e => !e.Retired).ConnectionId;
+            IPEndPoint clientSeenAt = server.RemoteEndPoint;
 
             using var stop = new CancellationTokenSource();
-            Task<long[]> flood = Task.Run(() => Flood(listener.LocalEndPoint, liveCid, stop.Token));
+            Task<long[]> flood = Task.Run(() => Flood(listener.LocalEndPoint, liveCid, recorded, stop.Token));
             await LoopbackLifecycleTests.WaitUntilAsync(() => Statistics(listener).DroppedMalformed > 0);
             try
             {
@@ -75,14 +82,13 @@ public sealed class LoopbackBadInputTests
 
             long[] sent = await flood.WaitAsync(Timeout);
             EndpointStatistics stats = Statistics(listener);
-            _output.WriteLine($"flood: {sent.Sum()} datagrams (random {sent[0]}, truncated long headers {sent[1]}, short headers with random CIDs {sent[2]}, spoofed short headers with the live CID {sent[3]}, short Initials {sent[4]}, unknown versions {sent[5]})");
+            _output.WriteLine($"flood: {sent.Sum()} datagrams (random {sent[0]}, truncated long headers {sent[1]}, short headers with random CIDs {sent[2]}, spoofed short headers with the live CID {sent[3]}, short Initials {sent[4]}, unknown versions {sent[5]}, huge CID lengths {sent[6]}, replays of {recorded.Length} recorded client datagrams {sent[7]})");
             _output.WriteLine($"server endpoint: received {stats.DatagramsReceived}, malformed {stats.DroppedMalformed}, too short {stats.DroppedTooShort}, no connection {stats.DroppedNoConnection}, unsupported version {stats.DroppedUnsupportedVersion}, version negotiation sent {stats.VersionNegotiationSent}, stateless resets sent {stats.StatelessResetsSent} (rate-limited {stats.StatelessResetsRateLimited}), response queue full {stats.DroppedResponseQueueFull}");
             lock (listener.Endpoint.Lock)
             {
                 _output.WriteLine($"live connection: {server.Handle.Core.Statistics.DecryptionFailures} decryption failures, {server.Handle.Core.Statistics.PacketsDropped} packets dropped; AEAD tag-mismatch exceptions caught inside the engine: {Interlocked.Read(ref forgedTags)}");
                 Assert.True(server.Handle.Core.Statistics.DecryptionFailures > 0);
-                Assert.Equal(IPAddress.Loopback, server.RemoteEndPoint.Address);
-                Assert.Equal(client.LocalEndPoint.Port, server.RemoteEndPoint.Port); // spoofed packets moved nothing
+                Assert.Equal(clientSeenAt, server.RemoteEndPoint); // spoofed and replayed packets moved nothing
             }
 
             Assert.True(stats.DroppedMalformed > 0);
@@ -132,17 +138,17 @@ public sealed class LoopbackBadInputTests
         }
     }
 
-    /// <summary>Sends bad datagrams of six kinds, in turn, until stopped; returns how many of each.</summary>
-    private static long[] Flood(IPEndPoint target, byte[] liveCid, CancellationToken ct)
+    /// <summary>Sends bad datagrams of eight kinds, in turn, until stopped; returns how many of each.</summary>
+    private static long[] Flood(IPEndPoint target, byte[] liveCid, byte[][] recorded, CancellationToken ct)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         var random = new Random(7);
-        var counts = new long[6];
+        var counts = new long[8];
         var drain = new byte[2048];
         for (int i = 0; !ct.IsCancellationRequested; i++)
         {
-            int kind = i % 6;
+            int kind = i % 8;
             byte[] d;
             switch (kind)
             {
@@ -167,8 +173,17 @@ public sealed class LoopbackBadInputTests
                 case 4:
                     d = EndpointPackets.FakeInitial(random.Next(2) == 0 ? QuicVersion.Version1 : QuicVersion.Version2, RandomBytes(random, random.Next(8, 21)), RandomBytes(random, random.Next(0, 21)), random.Next(60, 1200));
                     break;
-                default:
+                case 5:
                     d = EndpointPackets.FakeInitial(0x0a0a0a0a + (uint)random.Next(1000), RandomBytes(random, 8), RandomBytes(random, 8), 1200 + random.Next(0, 200));
+                    break;
+                case 6:
+                    // A v1 long header whose DCID length byte says 21..255 (RFC 9000 §17.2 allows at most 20).
+                    d = EndpointPackets.FakeInitial(QuicVersion.Version1, RandomBytes(random, 8), RandomBytes(random, 8), 1200 + random.Next(0, 200));
+                    d[5] = (byte)random.Next(21, 256);
+                    break;
+                default:
+                    // A replay, from another address, of something the real client sent (old packet numbers by now).
+                    d = recorded[random.Next(recorded.Length)];
                     break;
             }
 

@@ -44,6 +44,11 @@ internal sealed class UdpRelay : IAsyncDisposable
 
     public long ServerToClient;
 
+    /// <summary>While set, copies of the client's datagrams are kept in <see cref="Recorded"/> (for replay attacks).</summary>
+    public bool RecordClientDatagrams { get; set; }
+
+    public ConcurrentQueue<byte[]> Recorded { get; } = new();
+
     /// <summary>When set, datagrams from any client address but the first one seen are dropped (a path that does not work).</summary>
     public bool DropFromNewClientAddresses { get; set; }
 
@@ -134,6 +139,7 @@ internal sealed class UdpRelay : IAsyncDisposable
             }
 
             _client = from;
+            if (RecordClientDatagrams) Recorded.Enqueue(buffer.AsSpan(0, r.ReceivedBytes).ToArray());
             Interlocked.Increment(ref ClientToServer);
             try
             {
