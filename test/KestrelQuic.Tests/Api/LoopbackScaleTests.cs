@@ -134,6 +134,81 @@ public sealed class LoopbackScaleTests
     }
 
     [Fact]
+    public async Task TenThousandConnectionsOpenedAndClosed_MemoryAndSocketsReturnToStart()
+    {
+        const int Connections = 10_000;
+        const int Concurrency = 32;
+
+        QuicListenerOptions options = LoopbackTests.ListenerOptions();
+        await using QuicListener listener = await QuicListener.ListenAsync(options);
+        QuicClientConnectionOptions clientOptions = LoopbackTests.ClientOptions(listener.LocalEndPoint, c =>
+        {
+            c.DangerousAcceptAnyServerCertificate = true;
+            c.SocketReceiveBufferSize = 256 * 1024;
+            c.SocketSendBufferSize = 256 * 1024;
+        });
+        Task acceptLoop = Task.Run(async () =>
+        {
+            for (int i = 0; i < Connections; i++)
+            {
+                QuicConnection server = await listener.AcceptConnectionAsync();
+                _ = Task.Run(async () =>
+                {
+                    await server.Closed;
+                    await server.DisposeAsync();
+                });
+            }
+        });
+
+        async Task OpenAndCloseAsync(int count)
+        {
+            using var gate = new SemaphoreSlim(Concurrency);
+            await Task.WhenAll(Enumerable.Range(0, count).Select(async _ =>
+            {
+                await gate.WaitAsync();
+                try
+                {
+                    // Each connection gets its own socket, timer and receive loop, all released when it ends.
+                    await using QuicConnection client = await QuicConnection.ConnectAsync(clientOptions);
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            })).WaitAsync(Timeout);
+        }
+
+        // Warm up (JIT, pools, thread pool growth), then take the starting point.
+        await OpenAndCloseAsync(200);
+        await LoopbackLifecycleTests.WaitUntilAsync(() => LoopbackLifecycleTests.ConnectionCount(listener.Endpoint) == 0, Timeout);
+        int fdsBefore = OpenFileDescriptors();
+        long before = GC.GetTotalMemory(forceFullCollection: true);
+        long workingSetBefore = Environment.WorkingSet;
+
+        var clock = Stopwatch.StartNew();
+        await OpenAndCloseAsync(Connections - 200);
+        await acceptLoop.WaitAsync(Timeout);
+        TimeSpan elapsed = clock.Elapsed;
+
+        // Closing periods end, endpoints dispose themselves, sockets close.
+        await LoopbackLifecycleTests.WaitUntilAsync(() => LoopbackLifecycleTests.ConnectionCount(listener.Endpoint) == 0, Timeout);
+        TimeSpan serverEmpty = clock.Elapsed - elapsed;
+        await LoopbackLifecycleTests.WaitUntilAsync(() => OpenFileDescriptors() <= fdsBefore + 16, Timeout);
+        TimeSpan socketsClosed = clock.Elapsed - elapsed;
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        long after = GC.GetTotalMemory(forceFullCollection: true);
+        int fdsAfter = OpenFileDescriptors();
+        _output.WriteLine($"{Connections} connections opened and closed ({Concurrency} at a time) in {elapsed.TotalMilliseconds:F0} ms ({Connections / elapsed.TotalSeconds:F0}/s)");
+        _output.WriteLine($"after the last close: listener empty after {serverEmpty.TotalMilliseconds:F0} ms, client sockets closed after {socketsClosed.TotalMilliseconds:F0} ms");
+        _output.WriteLine($"managed memory {before / 1048576.0:F1} MB -> {after / 1048576.0:F1} MB; working set {workingSetBefore / 1048576.0:F1} MB -> {Environment.WorkingSet / 1048576.0:F1} MB; file descriptors {fdsBefore} -> {fdsAfter}");
+        const long ChunkPoolCache = 4096L * 4096;
+        Assert.True(after - before < ChunkPoolCache + 8 * 1024 * 1024, $"managed memory grew by {(after - before) / 1048576.0:F1} MB");
+    }
+
+    private static int OpenFileDescriptors() => Directory.GetFiles("/proc/self/fd").Length;
+
+    [Fact]
     public async Task MaxConnections_ExtraClientRefusedWithConnectionRefused_AndAcceptedOnceOneCloses()
     {
         QuicListenerOptions options = LoopbackTests.ListenerOptions();
