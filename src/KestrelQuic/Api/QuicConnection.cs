@@ -64,7 +64,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     /// <summary>True for connections accepted by a <see cref="QuicListener"/>.</summary>
     public bool IsServer { get; private init; }
 
-    /// <summary>The local address of the UDP socket.</summary>
+    /// <summary>The local address of the UDP socket (a client's changes with <see cref="MigrateAsync"/>).</summary>
     public IPEndPoint LocalEndPoint => _endpoint.LocalEndPoint;
 
     /// <summary>The peer's address on the current path (it changes when the peer migrates).</summary>
