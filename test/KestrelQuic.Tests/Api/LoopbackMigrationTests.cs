@@ -78,14 +78,18 @@ public sealed class LoopbackMigrationTests
     }
 
     [Fact]
-    public async Task MigrateOnServer_Throws()
+    public async Task MigrateOnServerOrWhenTheServerDisabledMigration_Throws()
     {
-        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions(c => c.DisableActiveMigration = true));
         (QuicConnection client, QuicConnection server) = await ConnectAsync(listener, listener.LocalEndPoint);
         await using (client)
         await using (server)
         {
             await Assert.ThrowsAsync<InvalidOperationException>(() => server.MigrateAsync().AsTask());
+            IPEndPoint before = client.LocalEndPoint;
+            await Assert.ThrowsAsync<InvalidOperationException>(() => client.MigrateAsync().AsTask());
+            Assert.Equal(before, client.LocalEndPoint);
+            await LoopbackLifecycleTests.AssertEchoAsync(client, server, 1000);
         }
     }
 
