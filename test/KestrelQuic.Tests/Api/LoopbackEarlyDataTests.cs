@@ -114,6 +114,30 @@ public sealed class LoopbackEarlyDataTests
     }
 
     [Fact]
+    public async Task WaitForHandshakeFalse_NoTicket_StreamOpensOnceTheServerGrantsStreams()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        QuicClientConnectionOptions options = LoopbackTests.ClientOptions(listener.LocalEndPoint);
+        options.WaitForHandshake = false;
+        await using QuicConnection client = await QuicConnection.ConnectAsync(options).AsTask().WaitAsync(Timeout);
+
+        // Without a ticket there are no remembered stream limits: the open waits for the server's transport parameters.
+        await using QuicStream stream = await client.OpenOutboundStreamAsync(QuicStreamType.Bidirectional).AsTask().WaitAsync(Timeout);
+        byte[] request = RandomNumberGenerator.GetBytes(2000);
+        await stream.WriteAsync(request, completeWrites: true).AsTask().WaitAsync(Timeout);
+        await client.HandshakeCompleted.WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+        Assert.False(client.IsResumed);
+        lock (client.Endpoint.Lock)
+        {
+            Assert.Equal(0, client.Handle.Core.Statistics.ZeroRttPacketsSent);
+        }
+
+        await AssertEchoedAsync(server, stream, request);
+    }
+
+    [Fact]
     public async Task WaitForHandshakeFalse_NoServer_HandshakeCompletedFailsWithTimeout()
     {
         using var blackhole = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
