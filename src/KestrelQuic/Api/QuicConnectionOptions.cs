@@ -21,6 +21,14 @@ public sealed class QuicClientConnectionOptions
     /// <summary>Where session tickets and NEW_TOKEN tokens are kept between connections (resumption, 0-RTT, skipping Retry). Null: none.</summary>
     public IQuicSessionStore? SessionStore { get; set; }
 
+    /// <summary>
+    /// When true (the default), <see cref="QuicConnection.ConnectAsync"/> returns once the handshake completed. When
+    /// false it returns as soon as the first flight is sent, so streams can be opened and written at once: with a
+    /// session ticket and <see cref="QuicConfiguration.EnableEarlyData"/>, that data goes out as 0-RTT. Await
+    /// <see cref="QuicConnection.HandshakeCompleted"/> to learn the outcome.
+    /// </summary>
+    public bool WaitForHandshake { get; set; } = true;
+
     /// <summary>How long the handshake may take before <see cref="QuicError.ConnectionTimeout"/>. Default 10 s.</summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

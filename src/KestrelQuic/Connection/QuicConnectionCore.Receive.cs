@@ -218,6 +218,7 @@ internal sealed partial class QuicConnectionCore
         }
 
         Statistics.PacketsReceived++;
+        if (header.Type == PacketType.ZeroRtt) Statistics.ZeroRttPacketsReceived++;
 
         // Address and handshake bookkeeping that depends only on successful decryption.
         if (IsClient && header.IsLongHeader && !_receivedFirstServerPacket)

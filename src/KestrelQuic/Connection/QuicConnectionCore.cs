@@ -502,4 +502,6 @@ internal sealed class ConnectionStatistics
 
     /// <summary>CRYPTO and STREAM frames whose data was queued again after their packet was declared lost.</summary>
     public long FramesRetransmitted;
+    public long ZeroRttPacketsSent;
+    public long ZeroRttPacketsReceived;
 }
