@@ -293,6 +293,19 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
     }
 
+    /// <summary>
+    /// How many more streams of <paramref name="type"/> can be opened now without waiting for the peer's MAX_STREAMS
+    /// (0 once the connection is closed). A connection pool uses it to decide when to open another connection.
+    /// </summary>
+    public long GetAvailableOutboundStreamCount(QuicStreamType type)
+    {
+        lock (_endpoint.Lock)
+        {
+            if (_error is not null || _handle is null) return 0;
+            return (long)Math.Min(_handle.Core.AvailableLocalStreams(type), long.MaxValue);
+        }
+    }
+
     /// <summary>Waits for the next stream the peer opens.</summary>
     public async ValueTask<QuicStream> AcceptInboundStreamAsync(CancellationToken cancellationToken = default)
     {
