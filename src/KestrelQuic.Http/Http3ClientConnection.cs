@@ -19,8 +19,9 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
     private readonly QuicConnection _quic;
     private readonly Http3HandlerOptions _options;
     private readonly QpackDecoder _decoder;
-    private readonly QpackEncoder _encoder = new();
+    private readonly QpackEncoder _encoder;
     private readonly SemaphoreSlim _decoderStreamLock = new(1, 1);
+    private readonly SemaphoreSlim _encoderStreamLock = new(1, 1);
     private readonly HashSet<Http3RequestStream> _requests = [];
     private readonly object _sync = new();
     private readonly CancellationTokenSource _closing = new();
@@ -41,6 +42,7 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
         _quic = quic;
         _options = options;
         _decoder = new QpackDecoder(options.QpackMaxTableCapacity, options.QpackBlockedStreams, options.MaxResponseHeadersLength * 1024L);
+        _encoder = new QpackEncoder(options.QpackEncoderMaxTableCapacity);
     }
 
     /// <summary>The QUIC connection.</summary>
@@ -58,7 +60,45 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
     /// <summary>Requests assigned to this connection.</summary>
     public int Reserved => Volatile.Read(ref _reserved);
 
+    /// <summary>The QPACK encoder for request headers; lock on it while using it.</summary>
     public QpackEncoder Encoder => _encoder;
+
+    /// <summary>Sends pending QPACK encoder-stream instructions (insertions) in the order they were produced.</summary>
+    public async ValueTask FlushEncoderInstructionsAsync()
+    {
+        QuicStream? stream = _qpackEncoderStream;
+        if (stream is null)
+        {
+            return;
+        }
+
+        await _encoderStreamLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            ArrayBufferWriter<byte>? output = null;
+            lock (_encoder)
+            {
+                if (_encoder.HasPendingEncoderInstructions)
+                {
+                    output = new ArrayBufferWriter<byte>(64);
+                    _encoder.WriteEncoderInstructions(output);
+                }
+            }
+
+            if (output is not null)
+            {
+                await stream.WriteAsync(output.WrittenMemory).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is QuicException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The connection is going away; its close reports the failure.
+        }
+        finally
+        {
+            _encoderStreamLock.Release();
+        }
+    }
 
     /// <summary>Connects, opens our control and QPACK streams and starts accepting the server's streams.</summary>
     public static async Task<Http3ClientConnection> ConnectAsync(Http3ConnectionPool pool, Http3HandlerOptions options, CancellationToken cancellationToken)
@@ -93,7 +133,7 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
         _control = await _quic.OpenOutboundStreamAsync(QuicStreamType.Unidirectional, cancellationToken).ConfigureAwait(false);
         await _control.WriteAsync(buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
 
-        // QPACK streams (RFC 9204 §4.2). Our encoder never inserts, so its stream carries only the type.
+        // QPACK streams (RFC 9204 §4.2).
         buffer.Clear();
         Http3FrameWriter.WriteStreamType(buffer, Http3StreamType.QpackEncoder);
         _qpackEncoderStream = await _quic.OpenOutboundStreamAsync(QuicStreamType.Unidirectional, cancellationToken).ConfigureAwait(false);
@@ -469,7 +509,12 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
                 {
                     case Http3FrameType.Settings:
                         PeerSettings = frame.Settings;
-                        _encoder.ApplyPeerSettings(frame.Settings!);
+                        lock (_encoder)
+                        {
+                            _encoder.ApplyPeerSettings(frame.Settings!);
+                        }
+
+                        await FlushEncoderInstructionsAsync().ConfigureAwait(false);
                         break;
                     case Http3FrameType.GoAway:
                         OnGoAway(frame.Id);

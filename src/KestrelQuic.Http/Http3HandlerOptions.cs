@@ -47,6 +47,12 @@ public sealed class Http3HandlerOptions
     /// <summary>What we advertise as SETTINGS_QPACK_MAX_TABLE_CAPACITY: the dynamic table the server may use for our responses. Default 4096.</summary>
     public int QpackMaxTableCapacity { get; set; } = 4096;
 
+    /// <summary>
+    /// Largest dynamic table our QPACK encoder uses for request headers (further limited by the server's
+    /// SETTINGS_QPACK_MAX_TABLE_CAPACITY); 0 encodes with the static table only. Default 4096.
+    /// </summary>
+    public int QpackEncoderMaxTableCapacity { get; set; } = 4096;
+
     /// <summary>What we advertise as SETTINGS_QPACK_BLOCKED_STREAMS. Default 100.</summary>
     public int QpackBlockedStreams { get; set; } = 100;
 
@@ -80,6 +86,7 @@ public sealed class Http3HandlerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxConnectionsPerServer, 1, nameof(MaxConnectionsPerServer));
         ArgumentOutOfRangeException.ThrowIfNegative(QpackMaxTableCapacity, nameof(QpackMaxTableCapacity));
         ArgumentOutOfRangeException.ThrowIfNegative(QpackBlockedStreams, nameof(QpackBlockedStreams));
+        ArgumentOutOfRangeException.ThrowIfNegative(QpackEncoderMaxTableCapacity, nameof(QpackEncoderMaxTableCapacity));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxResponseHeadersLength, 1, nameof(MaxResponseHeadersLength));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxResponseHeadersLength, int.MaxValue / 1024, nameof(MaxResponseHeadersLength));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ConnectTimeout, TimeSpan.Zero, nameof(ConnectTimeout));

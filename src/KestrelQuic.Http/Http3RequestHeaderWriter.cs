@@ -10,13 +10,43 @@ internal static class Http3RequestHeaderWriter
 {
     private const int StackallocThreshold = 128;
 
-    /// <summary>Writes the HEADERS frame for <paramref name="request"/>; returns the encoded field section size as RFC 9114 §4.2.2 counts it.</summary>
-    public static long WriteHeadersFrame(ArrayBufferWriter<byte> destination, HttpRequestMessage request, QpackEncoder encoder, long? contentLength)
+    /// <summary>
+    /// Writes the HEADERS frame for <paramref name="request"/> on <paramref name="streamId"/>; returns the field section
+    /// size as RFC 9114 §4.2.2 counts it. Dynamic-table insertions are left in the encoder for its encoder stream.
+    /// </summary>
+    public static long WriteHeadersFrame(ArrayBufferWriter<byte> destination, HttpRequestMessage request, QpackEncoder encoder, long streamId, long? contentLength)
+    {
+        long peerLimit = encoder.PeerMaxFieldSectionSize;
+        var section = new ArrayBufferWriter<byte>(256);
+        long size;
+        lock (encoder)
+        {
+            encoder.BeginFieldSection(streamId);
+            try
+            {
+                size = WriteFields(request, encoder, contentLength);
+                if (size > peerLimit)
+                {
+                    throw new HttpRequestException(HttpRequestError.ConfigurationLimitExceeded, $"The request headers ({size} bytes) exceed the server's SETTINGS_MAX_FIELD_SECTION_SIZE ({peerLimit}).");
+                }
+            }
+            catch
+            {
+                encoder.CancelFieldSection();
+                throw;
+            }
+
+            encoder.EndFieldSection(section);
+        }
+
+        Http3FrameWriter.WriteHeadersFrame(destination, section.WrittenSpan);
+        return size;
+    }
+
+    private static long WriteFields(HttpRequestMessage request, QpackEncoder encoder, long? contentLength)
     {
         Uri uri = request.RequestUri!;
-        var section = new ArrayBufferWriter<byte>(256);
         long size = 0;
-        QpackEncoder.WriteFieldSectionPrefix(section);
 
         string method = request.Method.Method;
         string? authority = request.Headers.NonValidated.TryGetValues("Host", out HeaderStringValues host) ? host.ToString() : null;
@@ -26,21 +56,21 @@ internal static class Http3RequestHeaderWriter
         }
 
         // Pseudo-headers first (§4.3.1), :authority instead of Host.
-        size += Write(section, encoder, ":method", method);
+        size += Write(encoder, ":method", method);
         if (request.Method != HttpMethod.Connect)
         {
-            size += Write(section, encoder, ":scheme", uri.Scheme);
+            size += Write(encoder, ":scheme", uri.Scheme);
         }
 
-        size += Write(section, encoder, ":authority", authority);
+        size += Write(encoder, ":authority", authority);
         if (request.Method != HttpMethod.Connect)
         {
-            size += Write(section, encoder, ":path", string.IsNullOrEmpty(uri.PathAndQuery) ? "/" : uri.PathAndQuery);
+            size += Write(encoder, ":path", string.IsNullOrEmpty(uri.PathAndQuery) ? "/" : uri.PathAndQuery);
         }
 
         foreach (KeyValuePair<string, HeaderStringValues> header in request.Headers.NonValidated)
         {
-            size += WriteHeader(section, encoder, header.Key, header.Value);
+            size += WriteHeader(encoder, header.Key, header.Value);
         }
 
         if (request.Content is { } content)
@@ -49,17 +79,16 @@ internal static class Http3RequestHeaderWriter
             {
                 if (!header.Key.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
                 {
-                    size += WriteHeader(section, encoder, header.Key, header.Value);
+                    size += WriteHeader(encoder, header.Key, header.Value);
                 }
             }
         }
 
         if (contentLength is long length)
         {
-            size += Write(section, encoder, "content-length", length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            size += Write(encoder, "content-length", length.ToString(System.Globalization.CultureInfo.InvariantCulture));
         }
 
-        Http3FrameWriter.WriteHeadersFrame(destination, section.WrittenSpan);
         return size;
     }
 
@@ -75,7 +104,7 @@ internal static class Http3RequestHeaderWriter
         return uri.IsDefaultPort ? host : host + ":" + uri.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static long WriteHeader(ArrayBufferWriter<byte> section, QpackEncoder encoder, string name, HeaderStringValues values)
+    private static long WriteHeader(QpackEncoder encoder, string name, HeaderStringValues values)
     {
         // Connection-specific fields are forbidden in HTTP/3 (§4.2); Host became :authority.
         if (IsExcluded(name))
@@ -90,7 +119,7 @@ internal static class Http3RequestHeaderWriter
             {
                 if (v.Equals("trailers", StringComparison.OrdinalIgnoreCase))
                 {
-                    return Write(section, encoder, "te", "trailers");
+                    return Write(encoder, "te", "trailers");
                 }
             }
 
@@ -99,7 +128,7 @@ internal static class Http3RequestHeaderWriter
 
         // HeaderStringValues.ToString joins with the header's own separator (", ", or " " for User-Agent).
         string value = values.Count == 1 ? values.GetEnumerator().AsSingle() : values.ToString();
-        return Write(section, encoder, name, value);
+        return Write(encoder, name, value);
     }
 
     private static bool IsExcluded(string name) =>
@@ -116,7 +145,7 @@ internal static class Http3RequestHeaderWriter
         return enumerator.Current;
     }
 
-    private static long Write(ArrayBufferWriter<byte> section, QpackEncoder encoder, string name, string value)
+    private static long Write(QpackEncoder encoder, string name, string value)
     {
         // Field names are sent in lower case (§4.2): HttpHeaders keeps the canonical "Content-Type" spelling.
         Span<byte> lower = name.Length <= StackallocThreshold ? stackalloc byte[name.Length] : new byte[name.Length];
@@ -151,7 +180,7 @@ internal static class Http3RequestHeaderWriter
 
             bool sensitive = name.Equals("Authorization", StringComparison.OrdinalIgnoreCase) || name.Equals("Cookie", StringComparison.OrdinalIgnoreCase)
                 || name.Equals("Proxy-Authorization", StringComparison.OrdinalIgnoreCase);
-            encoder.WriteFieldLine(section, lower, valueBytes, neverIndexed: sensitive);
+            encoder.AddFieldLine(lower, valueBytes, neverIndexed: sensitive);
         }
         finally
         {

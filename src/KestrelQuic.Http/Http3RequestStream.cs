@@ -68,11 +68,10 @@ internal sealed class Http3RequestStream
             HttpContent? content = _request.Content;
             long? contentLength = content?.Headers.ContentLength;
             var headers = new ArrayBufferWriter<byte>(256);
-            long size = Http3RequestHeaderWriter.WriteHeadersFrame(headers, _request, _connection.Encoder, contentLength);
-            if (size > _connection.Encoder.PeerMaxFieldSectionSize)
-            {
-                throw new HttpRequestException(HttpRequestError.ConfigurationLimitExceeded, $"The request headers ({size} bytes) exceed the server's SETTINGS_MAX_FIELD_SECTION_SIZE ({_connection.Encoder.PeerMaxFieldSectionSize}).");
-            }
+            Http3RequestHeaderWriter.WriteHeadersFrame(headers, _request, _connection.Encoder, _stream.Id, contentLength);
+
+            // Insertions the section refers to go out first (the server would otherwise wait for them).
+            await _connection.FlushEncoderInstructionsAsync().ConfigureAwait(false);
 
             if (content is null)
             {

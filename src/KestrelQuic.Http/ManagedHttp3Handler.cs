@@ -57,7 +57,10 @@ public sealed class ManagedHttp3Handler : HttpMessageHandler
     }
 
     /// <summary>The QUIC connections currently pooled (diagnostics and tests).</summary>
-    internal IReadOnlyList<QuicConnection> GetQuicConnections() => [.. _pools.Values.SelectMany(p => p.GetConnections()).Select(c => c.Quic)];
+    internal IReadOnlyList<QuicConnection> GetQuicConnections() => [.. GetHttp3Connections().Select(c => c.Quic)];
+
+    /// <summary>The HTTP/3 connections currently pooled (tests).</summary>
+    internal IReadOnlyList<Http3ClientConnection> GetHttp3Connections() => [.. _pools.Values.SelectMany(p => p.GetConnections())];
 
     /// <summary>Finds the HTTP/3 error code carried by <paramref name="exception"/> or one of its inner exceptions.</summary>
     public static bool TryGetHttp3ErrorCode(Exception? exception, out long errorCode)

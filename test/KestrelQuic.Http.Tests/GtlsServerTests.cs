@@ -237,6 +237,37 @@ public sealed class GtlsServerTests
         _output.WriteLine($"resumed: {connection.IsResumed}, early data accepted: {connection.IsEarlyDataAccepted}");
     }
 
+    [Fact]
+    public async Task RepeatedRequests_QpackDynamicTable_InsertsAcknowledgedByServer()
+    {
+        await using GtlsServer server = await GtlsServer.StartAsync();
+        using var handler = new ManagedHttp3Handler(TrustingOptions());
+        using var client = new HttpClient(handler);
+        client.DefaultRequestHeaders.UserAgent.ParseAdd("KestrelQuic-test/1.0");
+        client.DefaultRequestHeaders.Add("x-repeated", "the same value on every request");
+        Uri uri = new(server.BaseUri, GtlsServer.SmallFile);
+
+        for (int i = 0; i < 5; i++)
+        {
+            Assert.Equal(GtlsServer.Sha256Of(GtlsServer.SmallFile), await GetSha256Async(client, uri));
+        }
+
+        byte[][] parallel = await Task.WhenAll(Enumerable.Range(0, 50).Select(_ => GetSha256Async(client, uri)));
+        Assert.All(parallel, h => Assert.Equal(GtlsServer.Sha256Of(GtlsServer.SmallFile), h));
+
+        Http3ClientConnection connection = Assert.Single(handler.GetHttp3Connections());
+        long inserts, known;
+        lock (connection.Encoder)
+        {
+            inserts = connection.Encoder.InsertCount;
+            known = connection.Encoder.KnownReceivedCount;
+        }
+
+        _output.WriteLine($"server QPACK capacity {connection.Encoder.PeerMaxTableCapacity}, blocked streams {connection.Encoder.PeerBlockedStreams}; inserts {inserts}, acknowledged {known}");
+        Assert.True(inserts > 0, "nothing was inserted into the dynamic table");
+        Assert.Equal(inserts, known);
+    }
+
     private sealed class TicketCountingStore : IQuicSessionStore
     {
         private readonly InMemoryQuicSessionStore _inner = new();

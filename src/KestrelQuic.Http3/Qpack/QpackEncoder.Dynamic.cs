@@ -193,6 +193,23 @@ public sealed partial class QpackEncoder
         _sectionStreamId = -1;
     }
 
+    /// <summary>
+    /// Abandons the section being encoded (e.g. a field could not be encoded): releases its references so they do not
+    /// pin table entries. Insertions already queued on the encoder stream stay valid.
+    /// </summary>
+    public void CancelFieldSection()
+    {
+        if (_sectionStreamId < 0)
+        {
+            return;
+        }
+
+        Release(new Section(0, [.. _sectionReferences]));
+        _sectionReferences.Clear();
+        _lines.Clear();
+        _sectionStreamId = -1;
+    }
+
     private void EnableDynamicTable()
     {
         long capacity = Math.Min(_localMaxTableCapacity, PeerMaxTableCapacity);
