@@ -160,6 +160,12 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
     }
 
+    /// <summary>
+    /// Completes when the handshake completed (already the case when <see cref="ConnectAsync"/> returns, unless
+    /// <see cref="QuicClientConnectionOptions.ConnectWithEarlyData"/> let it return early); faults if it failed.
+    /// </summary>
+    public Task HandshakeCompleted => _handshake.Task;
+
     /// <summary>Completes when the connection ended, with why.</summary>
     public Task<QuicCloseReason> Closed => _closed.Task;
 
@@ -241,6 +247,21 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             throw;
         }
 
+        if (options.ConnectWithEarlyData)
+        {
+            bool early;
+            lock (endpoint.Lock)
+            {
+                early = connection._handle.Core.CanSendEarlyData;
+            }
+
+            if (early)
+            {
+                _ = connection.EnforceHandshakeTimeoutAsync(options.HandshakeTimeout);
+                return connection;
+            }
+        }
+
         try
         {
             await connection._handshake.Task.WaitAsync(options.HandshakeTimeout, cancellationToken).ConfigureAwait(false);
@@ -257,6 +278,22 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
 
         return connection;
+    }
+
+    private async Task EnforceHandshakeTimeoutAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await _handshake.Task.WaitAsync(timeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            await AbortAsync(0, "handshake timeout").ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is QuicException or ObjectDisposedException)
+        {
+            // The handshake failed; the connection reports that itself.
+        }
     }
 
     internal static QuicConnection CreateAccepted(QuicSocketEndpoint endpoint, EndpointConnection handle, QuicListener listener, long defaultStreamErrorCode, long defaultCloseErrorCode)
