@@ -143,6 +143,7 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
             Configuration = config,
             SessionStore = _sessionStore,
             HandshakeTimeout = _options.ConnectTimeout,
+            ConnectWithEarlyData = _options.EnableEarlyData,
             DefaultStreamErrorCode = (long)Http3.Http3ErrorCode.RequestCancelled,
             DefaultCloseErrorCode = (long)Http3.Http3ErrorCode.NoError,
         };

@@ -53,7 +53,19 @@ internal sealed class Http3RequestStream
     {
         try
         {
+            // 0-RTT data can be replayed by an attacker: only idempotent requests without a body go before the handshake completes.
+            Task handshake = _connection.Quic.HandshakeCompleted;
+            if (!handshake.IsCompleted && !IsSafeForEarlyData(_request))
+            {
+                await handshake.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             _stream = await _connection.OpenRequestStreamAsync(this, cancellationToken).ConfigureAwait(false);
+        }
+        catch (QuicException e)
+        {
+            _connection.CancelReservation();
+            throw new HttpRequestException(HttpRequestError.ConnectionError, "The HTTP/3 connection failed: " + e.Message, e);
         }
         catch
         {
@@ -125,6 +137,9 @@ internal sealed class Http3RequestStream
             registration.Dispose();
         }
     }
+
+    private static bool IsSafeForEarlyData(HttpRequestMessage request) =>
+        request.Content is null && (request.Method == HttpMethod.Get || request.Method == HttpMethod.Head || request.Method == HttpMethod.Options || request.Method == HttpMethod.Trace);
 
     /// <summary>The server's GOAWAY covers this stream: it will not be processed; fail it so it is retried.</summary>
     public void OnRefusedByGoAway()

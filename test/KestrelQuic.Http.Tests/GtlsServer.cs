@@ -69,7 +69,10 @@ internal sealed class GtlsServer : IAsyncDisposable
     }
 
     /// <summary>Starts the server with extra options (e.g. "-t 0.1", "--ciphers=...").</summary>
-    public static async Task<GtlsServer> StartAsync(params string[] options)
+    public static Task<GtlsServer> StartAsync(params string[] options) => StartAsync(quiet: true, options);
+
+    /// <summary>Starts the server; without <paramref name="quiet"/> its frame log is kept in <see cref="Log"/>.</summary>
+    public static async Task<GtlsServer> StartAsync(bool quiet, params string[] options)
     {
         string exe = FindTool("gtlsserver");
         Documents docs = s_documents.Value;
@@ -80,7 +83,11 @@ internal sealed class GtlsServer : IAsyncDisposable
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
-        psi.ArgumentList.Add("-q");
+        if (quiet)
+        {
+            psi.ArgumentList.Add("-q");
+        }
+
         foreach (string option in options)
         {
             psi.ArgumentList.Add(option);
@@ -170,7 +177,7 @@ internal sealed class GtlsServer : IAsyncDisposable
 
         lock (_log)
         {
-            if (_log.Length < 64 * 1024)
+            if (_log.Length < 16 * 1024 * 1024)
             {
                 _log.AppendLine(line);
             }
