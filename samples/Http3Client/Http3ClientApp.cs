@@ -85,6 +85,7 @@ public static class Http3ClientApp
             Directory.CreateDirectory(options.OutputDirectory);
         }
 
+        var ticketStore = handlerOptions.SessionStore as FileSessionStore;
         using var handler = new ManagedHttp3Handler(handlerOptions);
         using var client = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
         var stdoutLock = new SemaphoreSlim(1, 1);
@@ -112,6 +113,12 @@ public static class Http3ClientApp
         }
 
         total.Stop();
+        if (ticketStore is not null && allSucceeded)
+        {
+            // The server's ticket can trail the responses: give it a moment before closing.
+            await Task.WhenAny(ticketStore.Stored, Task.Delay(TimeSpan.FromSeconds(2), cancellationToken)).ConfigureAwait(false);
+        }
+
         if (options.QlogDirectory is not null && !Directory.EnumerateFileSystemEntries(options.QlogDirectory).Any())
         {
             await stderr.WriteLineAsync($"note: no qlog was written into {options.QlogDirectory} (the engine does not produce qlog traces yet).").ConfigureAwait(false);
@@ -261,7 +268,10 @@ public static class Http3ClientApp
     {
         private readonly InMemoryQuicSessionStore _tokens = new();
         private readonly Lock _lock = new();
+        private readonly TaskCompletionSource _stored = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private bool _taken;
+
+        public Task Stored => _stored.Task;
 
         public byte[]? TakeSessionTicket(string serverName)
         {
@@ -284,6 +294,8 @@ public static class Http3ClientApp
             {
                 File.WriteAllBytes(path, ticket);
             }
+
+            _stored.TrySetResult();
         }
 
         public byte[]? TakeToken(string serverName) => _tokens.TakeToken(serverName);

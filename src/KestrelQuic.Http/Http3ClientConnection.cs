@@ -194,6 +194,8 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
             _reserved--;
             _unopened--;
         }
+
+        DisposeIfDrained();
     }
 
     /// <summary>Opens the request stream for a reserved request; throws <see cref="Http3RetryException"/> when this connection can no longer take it.</summary>
@@ -209,7 +211,7 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
 
             stream = await _quic.OpenOutboundStreamAsync(QuicStreamType.Bidirectional, cancellationToken).ConfigureAwait(false);
         }
-        catch (QuicException e) when (_abortException is null || e.QuicError != QuicError.InternalError)
+        catch (Exception e) when (e is QuicException or ObjectDisposedException)
         {
             // The connection closed before the request left: nothing was processed.
             lock (_sync)
@@ -247,17 +249,29 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
     /// <summary>A request is done with this connection (response read, failed or cancelled).</summary>
     public void OnRequestCompleted(Http3RequestStream request)
     {
-        bool idleAfterGoAway;
         lock (_sync)
         {
             _requests.Remove(request);
             _reserved--;
-            idleAfterGoAway = _reserved == 0 && _goAwayId != long.MaxValue;
         }
 
-        if (idleAfterGoAway)
+        DisposeIfDrained();
+    }
+
+    /// <summary>
+    /// A connection that takes no new requests (GOAWAY, failure, closed by the peer) is released once nothing is in
+    /// flight on it; after GOAWAY that is the graceful close of RFC 9114 §5.2.
+    /// </summary>
+    private void DisposeIfDrained()
+    {
+        bool drained;
+        lock (_sync)
         {
-            // The server is draining us: once nothing is in flight, close (RFC 9114 §5.2).
+            drained = _reserved == 0 && !_disposed && !IsUsable;
+        }
+
+        if (drained)
+        {
             _ = DisposeAsync().AsTask();
         }
     }
@@ -362,6 +376,8 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
         {
             _insertCountChanged.TrySetResult();
         }
+
+        DisposeIfDrained();
     }
 
     private async Task FlushDecoderInstructionsAsync()
@@ -567,7 +583,7 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
         }
         else if (idle)
         {
-            _ = DisposeAsync().AsTask();
+            DisposeIfDrained();
         }
     }
 
