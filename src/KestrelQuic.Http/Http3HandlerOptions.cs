@@ -65,6 +65,9 @@ public sealed class Http3HandlerOptions
     /// <summary>How long connecting (resolution and QUIC handshake) may take. Default 10 s.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>How long a request with <c>Expect: 100-continue</c> waits for an interim response before sending its body anyway. Default 1 s.</summary>
+    public TimeSpan Expect100ContinueTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>
     /// How many times a request refused by the server without processing (GOAWAY, H3_REQUEST_REJECTED, a connection
     /// that closed before the request was sent) is retried on another connection. Default 3.
@@ -91,5 +94,6 @@ public sealed class Http3HandlerOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxResponseHeadersLength, int.MaxValue / 1024, nameof(MaxResponseHeadersLength));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ConnectTimeout, TimeSpan.Zero, nameof(ConnectTimeout));
         ArgumentOutOfRangeException.ThrowIfNegative(MaxRetries, nameof(MaxRetries));
+        ArgumentOutOfRangeException.ThrowIfLessThan(Expect100ContinueTimeout, TimeSpan.Zero, nameof(Expect100ContinueTimeout));
     }
 }

@@ -21,6 +21,8 @@ internal sealed class Http3RequestStream
     private readonly Http3HandlerOptions _options;
     private readonly Http3FrameReader _reader;
     private readonly Http3FieldCollector _fields = new();
+    private readonly TaskCompletionSource _continue = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<int> _finalStatus = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private QuicStream? _stream;
     private Http3StreamInput? _input;
     private HttpResponseMessage? _response;
@@ -179,6 +181,22 @@ internal sealed class Http3RequestStream
         var body = new Http3RequestBodyStream(_stream!);
         try
         {
+            if (_request.Headers.ExpectContinue == true)
+            {
+                // Expect: 100-continue (RFC 9110 §10.1.1): hold the body until 100, a final response, or the timeout.
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                Task delay = Task.Delay(_options.Expect100ContinueTimeout, timeout.Token);
+                await Task.WhenAny(_continue.Task, _finalStatus.Task, delay).ConfigureAwait(false);
+                await timeout.CancelAsync().ConfigureAwait(false);
+                cancellationToken.ThrowIfCancellationRequested();
+                if (_finalStatus.Task.IsCompletedSuccessfully && _finalStatus.Task.Result >= 300)
+                {
+                    // Refused without reading the body: cancel our half of the stream instead of sending it.
+                    _stream!.Abort(QuicAbortDirection.Write, RequestCancelled);
+                    return;
+                }
+            }
+
             await content.CopyToAsync(body, cancellationToken).ConfigureAwait(false);
             if (contentLength is long expected && body.BytesWritten != expected)
             {
@@ -230,10 +248,16 @@ internal sealed class Http3RequestStream
                     throw StreamError(Http3ErrorCode.MessageError, "101 Switching Protocols is not allowed in HTTP/3.");
                 }
 
-                // Interim responses (100, 103) are skipped.
+                // Interim responses are not surfaced; 100 releases a body held by Expect: 100-continue.
+                if (statusCode == 100)
+                {
+                    _continue.TrySetResult();
+                }
+
                 continue;
             }
 
+            _finalStatus.TrySetResult(statusCode);
             _responseStarted = true;
             return BuildResponse(statusCode);
         }

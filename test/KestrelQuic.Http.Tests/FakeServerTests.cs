@@ -243,6 +243,68 @@ public sealed class FakeServerTests
     }
 
     [Fact]
+    public async Task ExpectContinue_BodySentOnlyAfter100()
+    {
+        await using FakeH3Server server = await FakeH3Server.StartAsync(async request =>
+        {
+            Assert.Contains(("expect", "100-continue"), request.Headers);
+            await request.SendHeadersAsync(100);
+            long length = 0;
+            await request.ReadBodyAsync(chunk =>
+            {
+                length += chunk.Length;
+                return Task.CompletedTask;
+            });
+            await request.RespondAsync(200, length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        });
+
+        // With a one-minute timeout the body can only leave because of the 100.
+        using var client = new HttpClient(new ManagedHttp3Handler(FakeH3Server.ClientOptions(o => o.Expect100ContinueTimeout = TimeSpan.FromMinutes(1))));
+        using var message = new HttpRequestMessage(HttpMethod.Put, new Uri(server.BaseUri, "/upload")) { Content = new ByteArrayContent(new byte[100_000]) };
+        message.Headers.ExpectContinue = true;
+
+        using HttpResponseMessage response = await client.SendAsync(message).WaitAsync(Timeout);
+
+        Assert.Equal("100000", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task ExpectContinue_FinalErrorFirst_BodyNeverSent()
+    {
+        var bodyFrames = new TaskCompletionSource<(long Bytes, long? ResetCode)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using FakeH3Server server = await FakeH3Server.StartAsync(async request =>
+        {
+            await request.RespondAsync(417, "no");
+            long bytes = 0;
+            try
+            {
+                await request.ReadBodyAsync(chunk =>
+                {
+                    bytes += chunk.Length;
+                    return Task.CompletedTask;
+                });
+                bodyFrames.TrySetResult((bytes, null));
+            }
+            catch (QuicException e)
+            {
+                bodyFrames.TrySetResult((bytes, e.ApplicationErrorCode));
+            }
+        });
+        using var client = new HttpClient(new ManagedHttp3Handler(FakeH3Server.ClientOptions(o => o.Expect100ContinueTimeout = TimeSpan.FromMinutes(1))));
+        var content = new RecordingContent();
+        using var message = new HttpRequestMessage(HttpMethod.Put, new Uri(server.BaseUri, "/upload")) { Content = content };
+        message.Headers.ExpectContinue = true;
+
+        using HttpResponseMessage response = await client.SendAsync(message).WaitAsync(Timeout);
+
+        Assert.Equal(HttpStatusCode.ExpectationFailed, response.StatusCode);
+        (long received, long? reset) = await bodyFrames.Task.WaitAsync(Timeout);
+        Assert.Equal(0, received);
+        Assert.Equal((long)Http3ErrorCode.RequestCancelled, reset);
+        Assert.False(content.Serialized);
+    }
+
+    [Fact]
     public async Task HandlerDispose_ClosesConnectionsWithNoError()
     {
         await using FakeH3Server server = await FakeH3Server.StartAsync(request => request.RespondAsync(200, "ok"));
@@ -258,6 +320,23 @@ public sealed class FakeServerTests
     }
 
     private const long Http3StreamTypeControl = 0;
+
+    private sealed class RecordingContent : HttpContent
+    {
+        public bool Serialized { get; private set; }
+
+        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        {
+            Serialized = true;
+            return stream.WriteAsync(new byte[1000], 0, 1000);
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 1000;
+            return true;
+        }
+    }
 
     /// <summary>A deterministic, non-seekable byte stream of a given length (no buffering of the whole body).</summary>
     private sealed class PatternStream(long length, TimeSpan delayPerRead = default) : Stream
