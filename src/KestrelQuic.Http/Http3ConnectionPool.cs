@@ -14,6 +14,7 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
     private readonly IQuicSessionStore _sessionStore;
     private readonly string _host;
     private readonly int _port;
+    private readonly string? _serverName;
     private readonly List<Http3ClientConnection> _connections = [];
     private readonly object _sync = new();
     private readonly CancellationTokenSource _disposed = new();
@@ -21,8 +22,14 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
     private int _pendingReserved;
     private int _connectionsOpened;
 
-    public Http3ConnectionPool(Http3HandlerOptions options, IQuicSessionStore sessionStore, string host, int port)
+    /// <param name="options">Handler options.</param>
+    /// <param name="sessionStore">Tickets and tokens.</param>
+    /// <param name="host">Where to connect (the origin, or an alternative service).</param>
+    /// <param name="port">UDP port to connect to.</param>
+    /// <param name="serverName">TLS server name when it differs from <paramref name="host"/> (an alternative service speaks for its origin).</param>
+    public Http3ConnectionPool(Http3HandlerOptions options, IQuicSessionStore sessionStore, string host, int port, string? serverName = null)
     {
+        _serverName = serverName;
         _options = options;
         _sessionStore = sessionStore;
         _host = host;
@@ -136,6 +143,11 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
         // Servers do not open bidirectional streams in HTTP/3 (RFC 9114 §6.1).
         config.MaxBidirectionalStreams = 0;
         config.EnableEarlyData |= _options.EnableEarlyData;
+        if (_serverName is not null && !IPAddress.TryParse(_serverName, out _))
+        {
+            config.ServerName ??= _serverName;
+        }
+
         return new QuicClientConnectionOptions
         {
             RemoteEndPoint = IPAddress.TryParse(_host, out IPAddress? address) ? new IPEndPoint(address, _port) : new DnsEndPoint(_host, _port),

@@ -85,7 +85,15 @@ public sealed class ManagedHttp3Handler : HttpMessageHandler
     }
 
     /// <inheritdoc />
-    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        SendCoreAsync(request, null, 0, cancellationToken);
+
+    /// <summary>
+    /// Sends <paramref name="request"/> over HTTP/3, connecting to <paramref name="connectHost"/>:<paramref name="connectPort"/>
+    /// (an alternative service, RFC 7838) instead of the request URI's authority when given; the TLS server name and
+    /// :authority stay the origin's.
+    /// </summary>
+    internal async Task<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, string? connectHost, int connectPort, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -100,9 +108,14 @@ public sealed class ManagedHttp3Handler : HttpMessageHandler
             throw new HttpRequestException(HttpRequestError.Unknown, $"HTTP/3 needs an https URI; got '{uri.Scheme}'.");
         }
 
-        string host = uri.HostNameType == UriHostNameType.IPv6 ? uri.IdnHost.Trim('[', ']') : uri.IdnHost;
-        string key = host + ":" + uri.Port.ToString(CultureInfo.InvariantCulture);
-        Http3ConnectionPool pool = _pools.GetOrAdd(key, static (_, state) => new Http3ConnectionPool(state.Options, state.Store, state.Host, state.Port), (Options: _options, Store: _sessionStore, Host: host, Port: uri.Port));
+        string origin = uri.HostNameType == UriHostNameType.IPv6 ? uri.IdnHost.Trim('[', ']') : uri.IdnHost;
+        string host = connectHost ?? origin;
+        int port = connectHost is null ? uri.Port : connectPort;
+        string key = host + ":" + port.ToString(CultureInfo.InvariantCulture) + "/" + origin;
+        Http3ConnectionPool pool = _pools.GetOrAdd(
+            key,
+            static (_, state) => new Http3ConnectionPool(state.Options, state.Store, state.Host, state.Port, state.Origin),
+            (Options: _options, Store: _sessionStore, Host: host, Port: port, Origin: origin));
 
         for (int attempt = 0; ; attempt++)
         {
