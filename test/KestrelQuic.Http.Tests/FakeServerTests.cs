@@ -305,6 +305,30 @@ public sealed class FakeServerTests
     }
 
     [Fact]
+    public async Task ReservedFramesAndUnknownStreamTypes_AreIgnored()
+    {
+        await using FakeH3Server server = await FakeH3Server.StartAsync(async request =>
+        {
+            // A reserved stream type (0x1f * 3 + 0x21) the client must ignore, with some content.
+            await using (QuicStream unknown = await request.Connection.Quic.OpenOutboundStreamAsync(QuicStreamType.Unidirectional))
+            {
+                await unknown.WriteAsync(new byte[] { 0x40, 0x7e, 1, 2, 3 }, completeWrites: true);
+            }
+
+            var grease = new System.Buffers.ArrayBufferWriter<byte>();
+            KestrelQuic.Http3.Frames.Http3FrameWriter.WriteReservedFrame(grease, 2, "ignore me"u8);
+            await request.Stream.WriteAsync(grease.WrittenMemory);
+            await request.SendHeadersAsync(200);
+            await request.Stream.WriteAsync(grease.WrittenMemory);
+            await request.SendDataAsync("body"u8.ToArray());
+            await request.Stream.WriteAsync(grease.WrittenMemory, completeWrites: true);
+        });
+        using var client = new HttpClient(new ManagedHttp3Handler(FakeH3Server.ClientOptions()));
+
+        Assert.Equal("body", await client.GetStringAsync(new Uri(server.BaseUri, "/")).WaitAsync(Timeout));
+    }
+
+    [Fact]
     public async Task HandlerDispose_ClosesConnectionsWithNoError()
     {
         await using FakeH3Server server = await FakeH3Server.StartAsync(request => request.RespondAsync(200, "ok"));
