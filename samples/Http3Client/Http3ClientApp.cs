@@ -31,6 +31,7 @@ public static class Http3ClientApp
           --max-stream-data N     per-stream flow-control window (bytes)
           --parallel N            send each request N times concurrently on one connection
           --output-dir DIR        save each body into DIR instead of writing it to stdout
+          --legacy-http           use HTTP/0.9 over QUIC (ALPN hq-interop) instead of HTTP/3
           -h, --help              show this help
 
         Exit code: 0 when every request got a 2xx/3xx response, 1 otherwise, 2 for bad arguments.
@@ -92,10 +93,13 @@ public static class Http3ClientApp
         bool allSucceeded = true;
         var total = Stopwatch.StartNew();
         long totalBytes = 0;
+        await using var legacy = new LegacyConnections(handlerOptions);
         foreach (string url in options.Urls)
         {
             Task<long>[] requests = Enumerable.Range(0, options.Parallel)
-                .Select(i => FetchAsync(client, options, url, i, stdout, stdoutLock, stderr, cancellationToken))
+                .Select(i => options.LegacyHttp
+                    ? FetchLegacyAsync(legacy, options, url, i, stdout, stdoutLock, stderr, cancellationToken)
+                    : FetchAsync(client, options, url, i, stdout, stdoutLock, stderr, cancellationToken))
                 .ToArray();
             foreach (Task<long> request in requests)
             {
@@ -103,7 +107,7 @@ public static class Http3ClientApp
                 {
                     totalBytes += await request.ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is HttpRequestException or HttpIOException or IOException or OperationCanceledException or InvalidOperationException)
+                catch (Exception e) when (e is HttpRequestException or HttpIOException or IOException or OperationCanceledException or InvalidOperationException or System.Net.Sockets.SocketException)
                 {
                     allSucceeded = false;
                     string code = ManagedHttp3Handler.TryGetHttp3ErrorCode(e, out long h3) ? $" (HTTP/3 error 0x{h3:x})" : string.Empty;
@@ -188,7 +192,38 @@ public static class Http3ClientApp
         var watch = Stopwatch.StartNew();
         using HttpResponseMessage response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
         await using Stream body = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-        long length;
+        long length = await SaveAsync(body, options.Include ? FormatHead(response) : null, options, uri, index, stdout, stdoutLock, cancellationToken).ConfigureAwait(false);
+        watch.Stop();
+        await stderr.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"{request.Method} {url} -> {(int)response.StatusCode} HTTP/{response.Version}: {length} bytes in {watch.Elapsed.TotalMilliseconds:F1} ms ({Mbps(length, watch.Elapsed):F2} Mbps)")).ConfigureAwait(false);
+        if ((int)response.StatusCode >= 400)
+        {
+            throw new HttpRequestException($"HTTP status {(int)response.StatusCode}.", null, response.StatusCode);
+        }
+
+        return length;
+    }
+
+    /// <summary>HTTP/0.9 over QUIC (hq-interop): "GET /path\r\n" on a bidirectional stream, the body until the FIN.</summary>
+    private static async Task<long> FetchLegacyAsync(LegacyConnections connections, Options options, string url, int index, Stream stdout, SemaphoreSlim stdoutLock, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        if (options.Body is not null)
+        {
+            throw new InvalidOperationException("HTTP/0.9 has no request bodies (--data with --legacy-http).");
+        }
+
+        var uri = new Uri(url, UriKind.Absolute);
+        var watch = Stopwatch.StartNew();
+        QuicConnection connection = await connections.GetAsync(uri, cancellationToken).ConfigureAwait(false);
+        await using QuicStream stream = await connection.OpenOutboundStreamAsync(QuicStreamType.Bidirectional, cancellationToken).ConfigureAwait(false);
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("GET " + uri.PathAndQuery + "\r\n"), completeWrites: true, cancellationToken).ConfigureAwait(false);
+        long length = await SaveAsync(stream, null, options, uri, index, stdout, stdoutLock, cancellationToken).ConfigureAwait(false);
+        watch.Stop();
+        await stderr.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"GET {url} -> HTTP/0.9: {length} bytes in {watch.Elapsed.TotalMilliseconds:F1} ms ({Mbps(length, watch.Elapsed):F2} Mbps)")).ConfigureAwait(false);
+        return length;
+    }
+
+    private static async Task<long> SaveAsync(Stream body, byte[]? head, Options options, Uri uri, int index, Stream stdout, SemaphoreSlim stdoutLock, CancellationToken cancellationToken)
+    {
         if (options.OutputDirectory is not null)
         {
             string name = Path.GetFileName(uri.AbsolutePath);
@@ -202,50 +237,37 @@ public static class Http3ClientApp
                 name = index.ToString(CultureInfo.InvariantCulture) + "-" + name;
             }
 
-            string path = Path.Combine(options.OutputDirectory, name);
-            await using (FileStream file = File.Create(path))
+            await using FileStream file = File.Create(Path.Combine(options.OutputDirectory, name));
+            if (head is not null)
             {
-                if (options.Include)
-                {
-                    await file.WriteAsync(FormatHead(response), cancellationToken).ConfigureAwait(false);
-                }
-
-                await body.CopyToAsync(file, 256 * 1024, cancellationToken).ConfigureAwait(false);
-                length = file.Length;
+                await file.WriteAsync(head, cancellationToken).ConfigureAwait(false);
             }
+
+            await body.CopyToAsync(file, 256 * 1024, cancellationToken).ConfigureAwait(false);
+            return file.Length - (head?.Length ?? 0);
         }
-        else
+
+        // Whole bodies on stdout, one at a time, so parallel responses do not interleave.
+        var memory = new MemoryStream();
+        await body.CopyToAsync(memory, 256 * 1024, cancellationToken).ConfigureAwait(false);
+        await stdoutLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            // Whole bodies on stdout, one at a time, so parallel responses do not interleave.
-            var memory = new MemoryStream();
-            await body.CopyToAsync(memory, 256 * 1024, cancellationToken).ConfigureAwait(false);
-            length = memory.Length;
-            await stdoutLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-            try
+            if (head is not null)
             {
-                if (options.Include)
-                {
-                    await stdout.WriteAsync(FormatHead(response), cancellationToken).ConfigureAwait(false);
-                }
+                await stdout.WriteAsync(head, cancellationToken).ConfigureAwait(false);
+            }
 
-                memory.Position = 0;
-                await memory.CopyToAsync(stdout, cancellationToken).ConfigureAwait(false);
-                await stdout.FlushAsync(cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                stdoutLock.Release();
-            }
+            memory.Position = 0;
+            await memory.CopyToAsync(stdout, cancellationToken).ConfigureAwait(false);
+            await stdout.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
-
-        watch.Stop();
-        await stderr.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"{request.Method} {url} -> {(int)response.StatusCode} HTTP/{response.Version}: {length} bytes in {watch.Elapsed.TotalMilliseconds:F1} ms ({Mbps(length, watch.Elapsed):F2} Mbps)")).ConfigureAwait(false);
-        if ((int)response.StatusCode >= 400)
+        finally
         {
-            throw new HttpRequestException($"HTTP status {(int)response.StatusCode}.", null, response.StatusCode);
+            stdoutLock.Release();
         }
 
-        return length;
+        return memory.Length;
     }
 
     private static byte[] FormatHead(HttpResponseMessage response)
@@ -262,6 +284,48 @@ public static class Http3ClientApp
     }
 
     private static double Mbps(long bytes, TimeSpan elapsed) => elapsed.TotalSeconds > 0 ? bytes * 8 / elapsed.TotalSeconds / 1_000_000 : 0;
+
+    /// <summary>One hq-interop connection per server, shared by the requests to it.</summary>
+    private sealed class LegacyConnections(Http3HandlerOptions options) : IAsyncDisposable
+    {
+        private readonly Dictionary<string, Task<QuicConnection>> _connections = [];
+
+        public Task<QuicConnection> GetAsync(Uri uri, CancellationToken cancellationToken)
+        {
+            string key = uri.IdnHost + ":" + uri.Port.ToString(CultureInfo.InvariantCulture);
+            lock (_connections)
+            {
+                if (!_connections.TryGetValue(key, out Task<QuicConnection>? connection))
+                {
+                    QuicConfiguration config = options.Configuration.Clone();
+                    config.ApplicationProtocols = ["hq-interop"];
+                    string host = uri.HostNameType == UriHostNameType.IPv6 ? uri.IdnHost.Trim('[', ']') : uri.IdnHost;
+                    connection = QuicConnection.ConnectAsync(
+                        new QuicClientConnectionOptions
+                        {
+                            RemoteEndPoint = IPAddress.TryParse(host, out IPAddress? address) ? new IPEndPoint(address, uri.Port) : new DnsEndPoint(host, uri.Port),
+                            Configuration = config,
+                            SessionStore = options.SessionStore,
+                        },
+                        cancellationToken).AsTask();
+                    _connections.Add(key, connection);
+                }
+
+                return connection;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (Task<QuicConnection> connection in _connections.Values)
+            {
+                if (connection.IsCompletedSuccessfully)
+                {
+                    await connection.Result.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+    }
 
     /// <summary>Keeps the newest session ticket in a file (aioquic's --session-ticket); tokens stay in memory.</summary>
     private sealed class FileSessionStore(string path) : IQuicSessionStore
@@ -333,6 +397,8 @@ public static class Http3ClientApp
 
         public bool Help { get; private set; }
 
+        public bool LegacyHttp { get; private set; }
+
         public static Options Parse(string[] args)
         {
             var o = new Options();
@@ -356,6 +422,7 @@ public static class Http3ClientApp
                     case "--parallel": o.Parallel = (int)Math.Min(ParsePositive(arg, Value()), 10_000); break;
                     case "--output-dir": o.OutputDirectory = Value(); break;
                     case "-h" or "--help": o.Help = true; break;
+                    case "--legacy-http": o.LegacyHttp = true; break;
                     default:
                         if (arg.StartsWith('-'))
                         {

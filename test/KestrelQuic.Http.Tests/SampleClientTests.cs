@@ -104,6 +104,39 @@ public sealed class SampleClientTests : IDisposable
     }
 
     [Fact]
+    public async Task LegacyHttp_Http09OverQuic_AgainstHqServer()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(new QuicListenerOptions
+        {
+            ListenEndPoint = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0),
+            Configuration = new KestrelQuic.Configuration.QuicConfiguration { ApplicationProtocols = ["hq-interop"], Certificate = FakeH3Server.Certificate },
+        });
+        Task server = Task.Run(async () =>
+        {
+            await using QuicConnection connection = await listener.AcceptConnectionAsync();
+            for (int i = 0; i < 2; i++)
+            {
+                await using QuicStream stream = await connection.AcceptInboundStreamAsync();
+                var request = new MemoryStream();
+                await stream.CopyToAsync(request);
+                string line = Encoding.ASCII.GetString(request.ToArray());
+                await stream.WriteAsync(Encoding.ASCII.GetBytes("hq says " + line.Trim()), completeWrites: true);
+            }
+
+            await connection.Closed;
+        });
+        string ca = Path.Combine(_dir, "fake-ca.pem");
+        File.WriteAllText(ca, FakeH3Server.Certificate.ExportCertificatePem());
+
+        (int exit, byte[] stdout, string log) = await RunAsync("--legacy-http", "--ca-certs", ca, "--parallel", "2", $"https://localhost:{listener.LocalEndPoint.Port}/hello?x=1");
+
+        Assert.Equal(0, exit);
+        Assert.Equal("hq says GET /hello?x=1hq says GET /hello?x=1", Encoding.ASCII.GetString(stdout));
+        Assert.Contains("HTTP/0.9", log);
+        await server.WaitAsync(TimeSpan.FromSeconds(20));
+    }
+
+    [Fact]
     public async Task BadArguments_ExitTwo()
     {
         (int exit, _, string log) = await RunAsync("--parallel", "zero", "https://localhost/");
