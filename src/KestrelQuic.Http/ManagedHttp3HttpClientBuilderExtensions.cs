@@ -45,17 +45,38 @@ public static class ManagedHttp3HttpClientBuilderExtensions
         return AddHandler(builder);
     }
 
+    /// <summary>
+    /// Uses <see cref="AltSvcHttp3Handler"/> as the primary handler: HTTP/1.1 or HTTP/2 through a
+    /// <see cref="SocketsHttpHandler"/> until a server advertises <c>h3</c> in Alt-Svc, HTTP/3 afterwards, with fallback
+    /// when UDP is blocked. Options as for <see cref="UseManagedHttp3(IHttpClientBuilder, Action{Http3HandlerOptions}?)"/>.
+    /// </summary>
+    public static IHttpClientBuilder UseManagedHttp3WithAltSvc(this IHttpClientBuilder builder, Action<Http3HandlerOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        if (configure is not null)
+        {
+            builder.Services.Configure(builder.Name, configure);
+        }
+
+        builder.Services.AddOptions();
+        builder.Services.TryAddSingleton<ManagedHttp3SessionStores>();
+        string name = builder.Name;
+        return builder.ConfigurePrimaryHttpMessageHandler(services => new AltSvcHttp3Handler(CreateOptions(services, name)));
+    }
+
+    private static Http3HandlerOptions CreateOptions(IServiceProvider services, string name)
+    {
+        Http3HandlerOptions options = services.GetRequiredService<IOptionsMonitor<Http3HandlerOptions>>().Get(name).Clone();
+        options.SessionStore ??= services.GetRequiredService<ManagedHttp3SessionStores>().Get(name);
+        return options;
+    }
+
     private static IHttpClientBuilder AddHandler(IHttpClientBuilder builder)
     {
         builder.Services.AddOptions();
         builder.Services.TryAddSingleton<ManagedHttp3SessionStores>();
         string name = builder.Name;
-        return builder.ConfigurePrimaryHttpMessageHandler(services =>
-        {
-            Http3HandlerOptions options = services.GetRequiredService<IOptionsMonitor<Http3HandlerOptions>>().Get(name).Clone();
-            options.SessionStore ??= services.GetRequiredService<ManagedHttp3SessionStores>().Get(name);
-            return new ManagedHttp3Handler(options);
-        });
+        return builder.ConfigurePrimaryHttpMessageHandler(services => new ManagedHttp3Handler(CreateOptions(services, name)));
     }
 }
 

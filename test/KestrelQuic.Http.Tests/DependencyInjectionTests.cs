@@ -62,6 +62,22 @@ public sealed class DependencyInjectionTests
         Assert.Equal(GtlsServer.Sha256Of(GtlsServer.SmallFile), SHA256.HashData(await response.Content.ReadAsByteArrayAsync()));
     }
 
+    [Fact]
+    public void UseManagedHttp3WithAltSvc_PrimaryHandlerIsAltSvcHandler()
+    {
+        var services = new ServiceCollection();
+        services.AddHttpClient("discovering").UseManagedHttp3WithAltSvc(o => o.MaxConnectionsPerServer = 2);
+        using ServiceProvider provider = services.BuildServiceProvider();
+
+        HttpMessageHandler handler = provider.GetRequiredService<IHttpMessageHandlerFactory>().CreateHandler("discovering");
+        while (handler is DelegatingHandler delegating)
+        {
+            handler = delegating.InnerHandler!;
+        }
+
+        Assert.IsType<AltSvcHttp3Handler>(handler);
+    }
+
     /// <summary>A typed client as an application would write it.</summary>
     public sealed class FileClient
     {
