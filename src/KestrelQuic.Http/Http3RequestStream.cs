@@ -530,6 +530,13 @@ internal sealed class Http3RequestStream
             }
 
             _connection.OnRequestCompleted(this);
+            if (_sendBody is { IsCompleted: false })
+            {
+                // The response is over while the body is still going out: cancel it rather than let the dispose below
+                // send a FIN that would make a truncated body look complete.
+                _stream?.Abort(QuicAbortDirection.Write, RequestCancelled);
+            }
+
             _stream?.Dispose();
             if (Volatile.Read(ref _reading) == 0)
             {
