@@ -34,7 +34,17 @@ public sealed class GtlsServerTests
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal(HttpVersion.Version30, response.Version);
         await using Stream body = await response.Content.ReadAsStreamAsync(cancellationToken);
-        return await SHA256.HashDataAsync(body, cancellationToken);
+
+        // Large reads, as an application streaming a download to disk would do.
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        byte[] buffer = new byte[256 * 1024];
+        int n;
+        while ((n = await body.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            hash.AppendData(buffer, 0, n);
+        }
+
+        return hash.GetHashAndReset();
     }
 
     [Fact]
