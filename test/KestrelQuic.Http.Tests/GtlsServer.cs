@@ -214,6 +214,18 @@ internal sealed class GtlsServer : IAsyncDisposable
             string dir = Path.Combine(Path.GetTempPath(), "kq-h3-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
             string root = Path.Combine(dir, "htdocs");
             Directory.CreateDirectory(root);
+
+            // 50 MB per test run: do not leave it behind.
+            AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+            {
+                try
+                {
+                    Directory.Delete(dir, recursive: true);
+                }
+                catch (IOException)
+                {
+                }
+            };
             var hashes = new Dictionary<string, byte[]>
             {
                 [SmallFile] = WriteFile(Path.Combine(root, SmallFile), SmallSize, 1),
