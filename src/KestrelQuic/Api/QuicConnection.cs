@@ -9,6 +9,7 @@ using KestrelQuic.Crypto;
 using KestrelQuic.Endpoint;
 using KestrelQuic.Tls;
 using KestrelQuic.Udp;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic;
 
@@ -227,8 +228,9 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
 
         IPEndPoint local = options.LocalEndPoint ?? new IPEndPoint(remote.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
-        var settings = new EndpointSettings { ConnectionIdLength = config.ConnectionIdLength };
-        QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(local, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: true);
+        ILogger? logger = options.LoggerFactory?.CreateLogger(Diagnostics.QuicLog.CategoryName);
+        var settings = new EndpointSettings { ConnectionIdLength = config.ConnectionIdLength, Tracers = new Diagnostics.ConnectionTracerFactory(logger) };
+        QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(local, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: true, logger);
         var connection = new QuicConnection(endpoint, null, options.DefaultStreamErrorCode, options.DefaultCloseErrorCode, sessionKey, options.SessionStore);
         try
         {

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using KestrelQuic.Configuration;
 using KestrelQuic.Tls;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic;
 
@@ -38,6 +39,9 @@ public sealed class QuicClientConnectionOptions
 
     /// <summary>Error code used when the connection is disposed without <see cref="QuicConnection.CloseAsync"/>.</summary>
     public long DefaultCloseErrorCode { get; set; }
+
+    /// <summary>Creates the "KestrelQuic" logger (connection lifecycle, handshake failures, protocol errors, dropped datagrams). Null: no logging.</summary>
+    public ILoggerFactory? LoggerFactory { get; set; }
 }
 
 /// <summary>Options of <see cref="QuicListener.ListenAsync"/>.</summary>
@@ -79,6 +83,9 @@ public sealed class QuicListenerOptions
 
     /// <summary>Error code used when a connection is disposed without <see cref="QuicConnection.CloseAsync"/>.</summary>
     public long DefaultCloseErrorCode { get; set; }
+
+    /// <summary>Creates the "KestrelQuic" logger (connection lifecycle, handshake failures, protocol errors, dropped datagrams). Null: no logging.</summary>
+    public ILoggerFactory? LoggerFactory { get; set; }
 }
 
 /// <summary>Keeps what a client learns for its next connections to the same server: session tickets and address validation tokens.</summary>

@@ -45,6 +45,7 @@ internal sealed partial class QuicConnectionCore
 
             int length = header.PacketLength;
             ProcessPacket(rest.Slice(0, length), in header, remoteAddress, first, datagram.Length, now);
+            _qlog?.MetricsUpdated(now, _rtt, _congestion, _loss.PtoCount);
             if (State is ConnectionState.Closed or ConnectionState.Draining) return;
             offset += length;
             first = false;
@@ -204,6 +205,7 @@ internal sealed partial class QuicConnectionCore
 
             oneRtt.Update(now, 3 * _loss.GetProbeTimeoutDuration(PacketNumberSpace.ApplicationData, LossContext));
             Statistics.KeyUpdates++;
+            TraceKeyUpdate(localUpdate: false);
             Emit(ConnectionEventKind.KeyUpdated);
         }
 
@@ -230,6 +232,7 @@ internal sealed partial class QuicConnectionCore
         }
 
         ReadOnlySpan<byte> payload = packet.Slice(headerLength, payloadLength);
+        _qlog?.PacketReceived(now, header.Type, packetNumber, packet.Length, dcid, header.IsLongHeader ? packet.Slice(header.SourceConnectionIdOffset, header.SourceConnectionIdLength) : default, payload);
         if (!ProcessFrames(payload, header.Type, space, dcid, out bool ackEliciting, out bool probingOnly, now))
         {
             return;
@@ -356,6 +359,7 @@ internal sealed partial class QuicConnectionCore
     {
         if (_handshakeConfirmed) return;
         _handshakeConfirmed = true;
+        _qlog?.HandshakeConfirmed();
         _peerCompletedAddressValidation = true;
         DiscardSpace(PacketNumberSpace.Handshake, now);
         // 0-RTT keys are no longer needed once 1-RTT is confirmed.

@@ -83,6 +83,7 @@ internal sealed partial class QuicConnectionCore
         }
 
         CreateStream(streamId);
+        Statistics.StreamsOpened++;
         return true;
     }
 
@@ -267,6 +268,7 @@ internal sealed partial class QuicConnectionCore
             for (ulong newId = firstNewId; newId <= id; newId += 4)
             {
                 CreateStream(newId);
+                Statistics.StreamsOpened++;
                 Emit(ConnectionEventKind.StreamOpened, newId);
             }
 

@@ -34,6 +34,9 @@ internal sealed class EndpointSettings
     /// <summary>Server: hold the TLS handshake at the ClientHello until the layer above supplies the connection's configuration.</summary>
     public bool DeferServerConfiguration { get; init; }
 
+    /// <summary>Creates each connection's optional trace sinks (secrets log, qlog); null: none.</summary>
+    public Diagnostics.IConnectionTracerFactory? Tracers { get; init; }
+
     public TimeSpan RetryTokenLifetime { get; init; } = TimeSpan.FromSeconds(10);
 
     public TimeSpan NewTokenLifetime { get; init; } = TimeSpan.FromDays(1);
@@ -173,7 +176,7 @@ internal sealed class QuicEndpointCore : IDisposable
             throw new ArgumentException($"ConnectionIdLength must be {_cidLength} on this endpoint.", nameof(configuration));
         }
 
-        QuicConnectionCore core = QuicConnectionCore.CreateClient(configuration, remote, now, token);
+        QuicConnectionCore core = QuicConnectionCore.CreateClient(configuration, remote, now, token, _settings.Tracers);
         EndpointConnection connection = Track(core);
         AfterOperation(connection);
         return connection;
@@ -431,7 +434,8 @@ internal sealed class QuicEndpointCore : IDisposable
             retrySourceConnectionId: retryScid,
             addressValidated: validated,
             resetTokenGenerator: _resetTokenFunc,
-            deferConfiguration: _settings.DeferServerConfiguration);
+            deferConfiguration: _settings.DeferServerConfiguration,
+            tracers: _settings.Tracers);
         EndpointConnection connection = Track(core);
         // Retransmitted Initials and 0-RTT packets still carry the client's DCID until it sees our SCID.
         Route(connection, dcid.ToArray());

@@ -2,7 +2,12 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using KestrelQuic.Connection;
+using KestrelQuic.Diagnostics;
 using KestrelQuic.Endpoint;
+using KestrelQuic.Protocol;
+using KestrelQuic.Tls;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace KestrelQuic.Udp;
 
@@ -28,7 +33,7 @@ internal static class QuicClock
 /// batches, one timer for all connections, and batched (GSO) sends. Every access to the core happens under
 /// <see cref="Lock"/>; the public API objects take it for their operations and call <see cref="AfterApplicationOperationLocked"/>.
 /// </summary>
-internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
+internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem, IQuicMetricsSource
 {
     private const int MaxDatagramsPerReceiveBatch = 64;
     // Room for the largest datagram the engine may build (PMTU probes, large paths); batches stay within MaxBytesPerSend.
@@ -48,10 +53,14 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
     private bool _flushScheduled;
     private Task? _receiveLoop;
     private bool _disposed;
+    private readonly ILogger _logger;
+    private readonly Dictionary<EndpointConnection, ConnectionTracking> _tracked = new();
+    private MetricsTotals _removedTotals;
 
-    private QuicSocketEndpoint(UdpDatagramSocket socket, EndpointSettings settings, bool disposeWhenEmpty)
+    private QuicSocketEndpoint(UdpDatagramSocket socket, EndpointSettings settings, bool disposeWhenEmpty, ILogger? logger)
     {
         _socket = socket;
+        _logger = logger ?? NullLogger.Instance;
         _core = new QuicEndpointCore(settings);
         _receiveAddress = socket.CreateReceiveAddress();
         _disposeWhenEmpty = disposeWhenEmpty;
@@ -78,12 +87,13 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
     public Action<EndpointConnection>? ConnectionAccepted { get; set; }
 
     /// <summary>Binds a socket and starts receiving.</summary>
-    public static QuicSocketEndpoint Start(IPEndPoint localEndPoint, EndpointSettings settings, int receiveBufferSize, int sendBufferSize, bool disposeWhenEmpty)
+    public static QuicSocketEndpoint Start(IPEndPoint localEndPoint, EndpointSettings settings, int receiveBufferSize, int sendBufferSize, bool disposeWhenEmpty, ILogger? logger = null)
     {
         UdpDatagramSocket socket = UdpDatagramSocket.Bind(localEndPoint, receiveBufferSize, sendBufferSize);
         try
         {
-            var endpoint = new QuicSocketEndpoint(socket, settings, disposeWhenEmpty);
+            var endpoint = new QuicSocketEndpoint(socket, settings, disposeWhenEmpty, logger);
+            QuicMetrics.Register(endpoint);
             endpoint._receiveLoop = Task.Factory.StartNew(endpoint.ReceiveLoopAsync, CancellationToken.None, TaskCreationOptions.DenyChildAttach, TaskScheduler.Default).Unwrap();
             return endpoint;
         }
@@ -135,6 +145,7 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         ObjectDisposedException.ThrowIf(_disposed, this);
         long now = QuicClock.Now;
         EndpointConnection connection = _core.Connect(configuration, NormalizeRemote(remote), now, token);
+        Track(connection, now);
         connection.Tag = createOwner(connection);
         ProcessLocked(now);
         return connection;
@@ -165,13 +176,17 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         lock (Lock)
         {
             // Whatever is still open ends with the socket; let the owners fail their pending operations.
+            long now = QuicClock.Now;
             foreach (EndpointConnection c in _core.Connections.ToArray())
             {
                 (c.Tag as IEndpointConnectionOwner)?.OnRemoved();
+                Untrack(c, now);
             }
 
             _core.Dispose();
         }
+
+        QuicMetrics.Unregister(this);
 
         _shutdown.Dispose();
     }
@@ -221,7 +236,15 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
             {
                 if (_disposed) return;
                 long now = QuicClock.Now;
-                _core.ReceiveDatagram(_receiveBuffer.AsSpan(0, n), _endPoints.GetEndPoint(_receiveAddress), now);
+                if (_logger.IsEnabled(LogLevel.Debug))
+                {
+                    ReceiveAndLogDrops(n, now);
+                }
+                else
+                {
+                    _core.ReceiveDatagram(_receiveBuffer.AsSpan(0, n), _endPoints.GetEndPoint(_receiveAddress), now);
+                }
+
                 if (++unflushed >= MaxDatagramsPerReceiveBatch)
                 {
                     ProcessLocked(now);
@@ -257,11 +280,13 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
             switch (e.Kind)
             {
                 case EndpointEventKind.ConnectionAccepted:
+                    Track(e.Connection, QuicClock.Now);
                     ConnectionAccepted?.Invoke(e.Connection);
                     break;
                 case EndpointEventKind.ConnectionRemoved:
                     DrainConnectionEvents(e.Connection);
                     (e.Connection.Tag as IEndpointConnectionOwner)?.OnRemoved();
+                    Untrack(e.Connection, QuicClock.Now);
                     if (_disposeWhenEmpty && _core.ConnectionCount == 0)
                     {
                         // A client's private endpoint ends with its connection (after the closing period).
@@ -278,13 +303,113 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         }
     }
 
-    private static void DrainConnectionEvents(EndpointConnection connection)
+    private void DrainConnectionEvents(EndpointConnection connection)
     {
         var owner = connection.Tag as IEndpointConnectionOwner;
         while (connection.Core.TryDequeueEvent(out ConnectionEvent ev))
         {
+            if (ev.Kind == ConnectionEventKind.HandshakeCompleted) OnHandshakeCompleted(connection);
             owner?.OnConnectionEvent(in ev);
         }
+    }
+
+    // ---- observability: per-connection bookkeeping (never per packet) ----
+
+    /// <summary>Totals for the observable instruments; called by <see cref="QuicMetrics"/> on the collecting thread.</summary>
+    MetricsTotals IQuicMetricsSource.Snapshot()
+    {
+        lock (Lock)
+        {
+            MetricsTotals totals = _removedTotals;
+            foreach (EndpointConnection c in _tracked.Keys) totals.Add(c.Core.Statistics);
+            totals.Add(_core.Statistics);
+            return totals;
+        }
+    }
+
+    private void Track(EndpointConnection connection, long now)
+    {
+        if (!_tracked.TryAdd(connection, new ConnectionTracking(now))) return;
+        QuicMetrics.OnConnectionCreated(connection.Core.IsServer);
+    }
+
+    private void OnHandshakeCompleted(EndpointConnection connection)
+    {
+        if (!_tracked.TryGetValue(connection, out ConnectionTracking? tracking) || tracking.HandshakeCompleted) return;
+        tracking.HandshakeCompleted = true;
+        QuicConnectionCore core = connection.Core;
+        QuicMetrics.OnHandshakeCompleted(core.IsServer, QuicClock.Now - tracking.StartTime);
+        if (_logger.IsEnabled(LogLevel.Debug))
+        {
+            string version = "0x" + core.Version.ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
+            if (core.IsServer) QuicLog.ConnectionAccepted(_logger, connection.Id, core.RemoteAddress?.ToString(), core.Tls.NegotiatedApplicationProtocol, version);
+            else QuicLog.ConnectionConnected(_logger, connection.Id, core.RemoteAddress?.ToString(), core.Tls.NegotiatedApplicationProtocol, version, core.Tls.IsResumed);
+        }
+    }
+
+    private void Untrack(EndpointConnection connection, long now)
+    {
+        if (!_tracked.Remove(connection, out ConnectionTracking? tracking)) return;
+        QuicConnectionCore core = connection.Core;
+        _removedTotals.Add(core.Statistics);
+        QuicMetrics.OnConnectionRemoved(core, tracking.HandshakeCompleted, now - tracking.StartTime);
+        if (_logger.IsEnabled(LogLevel.Information)) LogClose(connection, tracking, now);
+    }
+
+    private void LogClose(EndpointConnection connection, ConnectionTracking tracking, long now)
+    {
+        QuicConnectionCore core = connection.Core;
+        QuicCloseReason? reason = core.CloseReason;
+        string errorType = QuicMetrics.ErrorType(reason);
+        string remote = core.RemoteAddress?.ToString() ?? string.Empty;
+        string text = reason?.Reason ?? "endpoint closed";
+        if (!tracking.HandshakeCompleted)
+        {
+            if (reason is { IsApplicationError: false, IdleTimeout: false, StatelessReset: false, ErrorCode: >= 0x100 and <= 0x1ff })
+            {
+                var alert = (TlsAlert)(byte)(reason.ErrorCode - 0x100);
+                QuicLog.HandshakeFailedAlert(_logger, connection.Id, remote, QuicMetrics.SnakeCase(alert.ToString()), (int)alert, reason.ClosedByPeer ? "peer" : "local", text);
+            }
+            else
+            {
+                QuicLog.HandshakeIncomplete(_logger, connection.Id, remote, errorType, text);
+            }
+        }
+        else if (reason is { IsApplicationError: false, IdleTimeout: false, StatelessReset: false } && reason.ErrorCode != (ulong)TransportErrorCode.NoError)
+        {
+            QuicLog.ProtocolError(_logger, connection.Id, remote, errorType, Hex(reason.ErrorCode), Hex(reason.FrameType), reason.ClosedByPeer ? "peer" : "local", text);
+        }
+
+        if (_logger.IsEnabled(LogLevel.Debug))
+        {
+            QuicLog.ConnectionClosed(_logger, connection.Id, TimeSpan.FromTicks(now - tracking.StartTime).TotalMilliseconds, errorType, Hex(reason?.ErrorCode ?? 0),
+                reason?.IsApplicationError ?? false, reason?.ClosedByPeer ?? false, text);
+        }
+    }
+
+    private static string Hex(ulong value) => "0x" + value.ToString("x", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Debug logging on: compares the endpoint's drop counters around the datagram to name the reason.</summary>
+    private void ReceiveAndLogDrops(int length, long now)
+    {
+        EndpointStatistics s = _core.Statistics;
+        long malformed = s.DroppedMalformed, tooShort = s.DroppedTooShort, noConnection = s.DroppedNoConnection, version = s.DroppedUnsupportedVersion, refused = s.ConnectionsRefused;
+        EndPoint remote = _endPoints.GetEndPoint(_receiveAddress);
+        _core.ReceiveDatagram(_receiveBuffer.AsSpan(0, length), remote, now);
+        string? reason =
+            s.DroppedMalformed != malformed ? "malformed" :
+            s.DroppedTooShort != tooShort ? "too short for a client Initial" :
+            s.DroppedUnsupportedVersion != version ? "unsupported version" :
+            s.ConnectionsRefused != refused ? "connection refused (limits or not accepting)" :
+            s.DroppedNoConnection != noConnection ? "no connection for its connection ID" : null;
+        if (reason is not null) QuicLog.DatagramDropped(_logger, length, remote.ToString(), reason);
+    }
+
+    private sealed class ConnectionTracking(long startTime)
+    {
+        public long StartTime { get; } = startTime;
+
+        public bool HandshakeCompleted { get; set; }
     }
 
     private void FlushLocked(long now)
