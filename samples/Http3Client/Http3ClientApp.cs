@@ -23,7 +23,7 @@ public static class Http3ClientApp
           --data-file FILE        send the content of FILE as the body of a POST
           -i, --include           print the response status and headers before the body
           -l, --secrets-log FILE  append TLS secrets to FILE (NSS key log format, for Wireshark)
-          -q, --qlog-dir DIR      ask the engine to write qlog traces into DIR
+          -q, --qlog-dir DIR      write a qlog trace (JSON-SEQ) per connection into DIR
           -s, --session-ticket FILE
                                   read a session ticket from FILE (resumption) and write the new one into it
           --zero-rtt              send idempotent requests in 0-RTT when the session ticket allows it
@@ -123,10 +123,6 @@ public static class Http3ClientApp
             await Task.WhenAny(ticketStore.Stored, Task.Delay(TimeSpan.FromSeconds(2), cancellationToken)).ConfigureAwait(false);
         }
 
-        if (options.QlogDirectory is not null && !Directory.EnumerateFileSystemEntries(options.QlogDirectory).Any())
-        {
-            await stderr.WriteLineAsync($"note: no qlog was written into {options.QlogDirectory} (the engine does not produce qlog traces yet).").ConfigureAwait(false);
-        }
 
         await stderr.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"total: {totalBytes} bytes in {total.Elapsed.TotalMilliseconds:F1} ms ({Mbps(totalBytes, total.Elapsed):F2} Mbps), {handler.ConnectionsOpened} connection(s)")).ConfigureAwait(false);
         return allSucceeded ? 0 : 1;

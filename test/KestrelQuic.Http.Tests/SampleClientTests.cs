@@ -27,8 +27,9 @@ public sealed class SampleClientTests : IDisposable
     {
         await using GtlsServer server = await GtlsServer.StartAsync();
         string outDir = Path.Combine(_dir, "out");
+        string qlogDir = Path.Combine(_dir, "qlog");
 
-        (int exit, _, string log) = await RunAsync("--ca-certs", _caFile, "--output-dir", outDir, "--parallel", "3",
+        (int exit, _, string log) = await RunAsync("--ca-certs", _caFile, "--output-dir", outDir, "--parallel", "3", "--qlog-dir", qlogDir,
             new Uri(server.BaseUri, GtlsServer.SmallFile).ToString(), new Uri(server.BaseUri, GtlsServer.MediumFile).ToString());
 
         Assert.Equal(0, exit);
@@ -40,6 +41,8 @@ public sealed class SampleClientTests : IDisposable
 
         Assert.Contains("Mbps", log);
         Assert.Contains("1 connection(s)", log);
+        string trace = Assert.Single(Directory.GetFiles(qlogDir));
+        Assert.Contains("\"quic:packet_received\"", File.ReadAllText(trace));
     }
 
     [Fact]
