@@ -165,7 +165,8 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     /// <summary>
     /// Completes when the handshake completed; fails with a <see cref="QuicException"/> when it did not. Already
     /// complete for connections returned by <see cref="QuicListener.AcceptConnectionAsync"/> and by
-    /// <see cref="ConnectAsync"/> unless <see cref="QuicClientConnectionOptions.WaitForHandshake"/> was false.
+    /// <see cref="ConnectAsync"/> unless <see cref="QuicClientConnectionOptions.WaitForHandshake"/> was false or
+    /// <see cref="QuicClientConnectionOptions.ConnectWithEarlyData"/> let it return early.
     /// </summary>
     public Task HandshakeCompleted => _handshake.Task;
 
@@ -257,6 +258,21 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             return connection;
         }
 
+        if (options.ConnectWithEarlyData)
+        {
+            bool early;
+            lock (endpoint.Lock)
+            {
+                early = connection._handle.Core.CanSendEarlyData;
+            }
+
+            if (early)
+            {
+                _ = connection.EnforceHandshakeTimeoutAsync(options.HandshakeTimeout);
+                return connection;
+            }
+        }
+
         try
         {
             await connection._handshake.Task.WaitAsync(options.HandshakeTimeout, cancellationToken).ConfigureAwait(false);
@@ -327,6 +343,19 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             }
 
             await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// How many more streams of <paramref name="type"/> can be opened now without waiting for the peer's MAX_STREAMS
+    /// (0 once the connection is closed). A connection pool uses it to decide when to open another connection.
+    /// </summary>
+    public long GetAvailableOutboundStreamCount(QuicStreamType type)
+    {
+        lock (_endpoint.Lock)
+        {
+            if (_error is not null || _handle is null) return 0;
+            return (long)Math.Min(_handle.Core.AvailableLocalStreams(type), long.MaxValue);
         }
     }
 

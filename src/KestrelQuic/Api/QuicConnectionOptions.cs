@@ -32,6 +32,16 @@ public sealed class QuicClientConnectionOptions
     /// <summary>How long the handshake may take before <see cref="QuicError.ConnectionTimeout"/>. Default 10 s.</summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// When 0-RTT is possible (<see cref="QuicConfiguration.EnableEarlyData"/> and a session ticket that allows it),
+    /// <see cref="QuicConnection.ConnectAsync"/> returns as soon as the ClientHello is sent instead of after the
+    /// handshake, so data written at once travels in 0-RTT packets (replayable: send only idempotent requests before
+    /// <see cref="QuicConnection.HandshakeCompleted"/>). If the server rejects 0-RTT, that data is resent in 1-RTT.
+    /// <see cref="HandshakeTimeout"/> still applies: the connection is aborted if the handshake does not complete.
+    /// Default false.
+    /// </summary>
+    public bool ConnectWithEarlyData { get; set; }
+
     /// <summary>Error code used when a stream is disposed before its peer finished (STOP_SENDING).</summary>
     public long DefaultStreamErrorCode { get; set; }
 
