@@ -55,6 +55,7 @@ internal sealed class IdleConnectionsCase : IBenchCase
                 // Baseline: the server with one connection (JIT, pools and static caches warm).
                 await ConnectAsync(endpoints, clientConfig, remote, 1).ConfigureAwait(false);
                 long before = long.Parse(await AskAsync(server, "rss").ConfigureAwait(false), CultureInfo.InvariantCulture);
+                long managedBefore = long.Parse(await ReadAnswerAsync(server, "managed").ConfigureAwait(false), CultureInfo.InvariantCulture);
                 await ConnectAsync(endpoints, clientConfig, remote, Connections).ConfigureAwait(false);
                 // The accept loop may still be taking the last connections from the listener's queue.
                 int held = 0;
@@ -66,6 +67,8 @@ internal sealed class IdleConnectionsCase : IBenchCase
 
                 if (held != Connections + 1) throw new InvalidOperationException($"server holds {held} connections, expected {Connections + 1}");
                 long after = long.Parse(await AskAsync(server, "rss").ConfigureAwait(false), CultureInfo.InvariantCulture);
+                long managedAfter = long.Parse(await ReadAnswerAsync(server, "managed").ConfigureAwait(false), CultureInfo.InvariantCulture);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  run: RSS {(after - before) / 1024.0 / Connections:F1} KiB, managed heap {(managedAfter - managedBefore) / 1024.0 / Connections:F1} KiB per connection"));
                 return (after - before) / 1024.0 / Connections;
             }
             finally
@@ -158,6 +161,7 @@ internal sealed class IdleConnectionsCase : IBenchCase
                     GC.WaitForPendingFinalizers();
                     GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
                     Console.WriteLine($"rss {Workspace.ResidentSetSize(Environment.ProcessId)}");
+                    Console.WriteLine($"managed {GC.GetTotalMemory(forceFullCollection: false)}");
                     break;
                 case "count":
                     lock (held) Console.WriteLine($"count {held.Count}");
