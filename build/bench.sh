@@ -6,5 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 "$(dirname "$0")/install-peers.sh"
-dotnet build build/bench/KestrelQuic.Benchmarks -c Release --nologo -v quiet
+for p in build/bench/KestrelQuic.Benchmarks samples/Http3Server samples/Http3Client; do
+  if [ -d "$p" ]; then dotnet build "$p" -c Release --nologo -v quiet; fi
+done
 exec dotnet build/bench/KestrelQuic.Benchmarks/bin/Release/net10.0/KestrelQuic.Benchmarks.dll harness "$@"

@@ -23,7 +23,7 @@ internal static class HarnessProgram
             }
         }
 
-        IBenchCase[] all = [new LoopbackThroughputCase(), new IdleConnectionsCase()];
+        IBenchCase[] all = [new ServerDownloadCase(), new ClientDownloadCase(), new LoopbackThroughputCase(), new ManyRequestsCase(), new IdleConnectionsCase(), new NewConnectionsCase()];
         IBenchCase[] cases = selected.Count == 0 ? all : all.Where(c => selected.Contains(c.Id, StringComparer.OrdinalIgnoreCase)).ToArray();
         if (cases.Length == 0)
         {
@@ -65,7 +65,7 @@ internal static class HarnessProgram
 
             return new CaseResult(benchCase.Id, benchCase.Title, benchCase.Unit, benchCase.LowerIsBetter, benchCase.ReferenceName, ours, reference, null);
         }
-        catch (Exception e) when (e is InvalidOperationException or IOException or TimeoutException or System.ComponentModel.Win32Exception or QuicException)
+        catch (Exception e) when (e is InvalidOperationException or IOException or TimeoutException or System.ComponentModel.Win32Exception or QuicException or HttpRequestException)
         {
             return new CaseResult(benchCase.Id, benchCase.Title, benchCase.Unit, benchCase.LowerIsBetter, benchCase.ReferenceName, ours, reference, e.Message);
         }
