@@ -1,0 +1,5 @@
+using Http3Server;
+
+// dotnet run --project samples/Http3Server [--urls https://localhost:5001]
+WebApplication app = Http3ServerApp.Create(args);
+await app.RunAsync();
