@@ -50,6 +50,7 @@ public static class Http3ServerApp
             if (ephemeral is not null) kestrel.ConfigureHttpsDefaults(https => https.ServerCertificate = ephemeral);
         });
         builder.Services.AddSingleton<RequestLog>();
+        if (ephemeral is not null) builder.Services.AddSingleton(new EphemeralCertificate(ephemeral, GetSpkiHash(ephemeral)));
         configure?.Invoke(builder);
 
         WebApplication app = builder.Build();
@@ -136,6 +137,11 @@ public static class Http3ServerApp
             Results.Json(context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString())));
     }
 }
+
+/// <summary>The self-signed certificate the sample made because none was configured, with its SPKI hash for Chromium.</summary>
+/// <param name="Certificate">The certificate (with its private key).</param>
+/// <param name="SpkiHash">base64(SHA-256(SubjectPublicKeyInfo)).</param>
+public sealed record EphemeralCertificate(X509Certificate2 Certificate, string SpkiHash);
 
 /// <summary>"METHOD path protocol" of every request served, newest last (tests check the server saw HTTP/3).</summary>
 public sealed class RequestLog

@@ -14,7 +14,7 @@ namespace KestrelQuic.AspNetCore;
 /// HTTP/3 error code and aborts; the abort becomes an application CONNECTION_CLOSE with that code, after the data
 /// Kestrel already flushed (GOAWAY, finished responses) had a chance to reach the peer.
 /// </summary>
-internal sealed class ManagedQuicConnectionContext : MultiplexedConnectionContext, IProtocolErrorCodeFeature, ITlsConnectionFeature
+internal sealed class ManagedQuicConnectionContext : MultiplexedConnectionContext, IProtocolErrorCodeFeature, ITlsConnectionFeature, IManagedQuicConnectionFeature
 {
     internal const long MaxErrorCode = (1L << 62) - 1;
     private const long H3NoError = 0x100;
@@ -40,6 +40,7 @@ internal sealed class ManagedQuicConnectionContext : MultiplexedConnectionContex
         LocalEndPoint = connection.LocalEndPoint;
         _features.Set<IProtocolErrorCodeFeature>(this);
         _features.Set<ITlsConnectionFeature>(this);
+        _features.Set<IManagedQuicConnectionFeature>(this);
     }
 
     public override string ConnectionId { get; set; }
@@ -66,9 +67,12 @@ internal sealed class ManagedQuicConnectionContext : MultiplexedConnectionContex
 
     public X509Certificate2? ClientCertificate { get; set; }
 
+    /// <summary>Kestrel aborted the connection: CONNECTION_CLOSE follows and ends every stream, so streams leave the wire alone.</summary>
+    internal bool IsClosing => Volatile.Read(ref _abortReason) is not null;
+
     internal long DefaultStreamErrorCode => _connection.DefaultStreamErrorCode;
 
-    internal QuicConnection Connection => _connection;
+    public QuicConnection Connection => _connection;
 
     internal static void ValidateErrorCode(long value)
     {

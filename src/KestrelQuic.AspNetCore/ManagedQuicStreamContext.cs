@@ -14,6 +14,8 @@ namespace KestrelQuic.AspNetCore;
 internal sealed class ManagedQuicStreamContext : ConnectionContext,
     IStreamIdFeature, IStreamDirectionFeature, IProtocolErrorCodeFeature, IStreamAbortFeature, IStreamClosedFeature, IPersistentStateFeature
 {
+    private const long H3NoError = 0x100;
+
     private readonly ManagedQuicConnectionContext _connection;
     private readonly QuicStream _stream;
     private readonly CancellationTokenSource _closedTokenSource = new();
@@ -115,7 +117,16 @@ internal sealed class ManagedQuicStreamContext : ConnectionContext,
             _abortReason = abortReason;
         }
 
-        _stream.Abort(QuicAbortDirection.Both, CurrentCode);
+        // Once the connection is closing, RESET_STREAM/STOP_SENDING would only race the CONNECTION_CLOSE (and a peer
+        // seeing its control streams stopped treats that as H3_CLOSED_CRITICAL_STREAM).
+        if (_connection.IsClosing) return;
+
+        // Kestrel aborts the peer's control and QPACK streams with H3_NO_ERROR just before it closes the connection.
+        // STOP_SENDING on them would reach the peer first and look like H3_CLOSED_CRITICAL_STREAM; the
+        // CONNECTION_CLOSE that follows ends them anyway.
+        long code = CurrentCode;
+        if (!CanWrite && code == H3NoError) return;
+        _stream.Abort(QuicAbortDirection.Both, code);
         _output?.CancelPendingFlush();
     }
 
@@ -124,7 +135,7 @@ internal sealed class ManagedQuicStreamContext : ConnectionContext,
         if (!CanRead) throw new InvalidOperationException("Unable to abort reading from a stream that doesn't support reading.");
         Error = errorCode;
         lock (_sync) _abortReason ??= abortReason;
-        _stream.Abort(QuicAbortDirection.Read, errorCode);
+        if (!_connection.IsClosing) _stream.Abort(QuicAbortDirection.Read, errorCode);
         _input?.CancelPendingRead();
     }
 
@@ -133,7 +144,7 @@ internal sealed class ManagedQuicStreamContext : ConnectionContext,
         if (!CanWrite) throw new InvalidOperationException("Unable to abort writing to a stream that doesn't support writing.");
         Error = errorCode;
         lock (_sync) _abortReason ??= abortReason;
-        _stream.Abort(QuicAbortDirection.Write, errorCode);
+        if (!_connection.IsClosing) _stream.Abort(QuicAbortDirection.Write, errorCode);
     }
 
     public void OnClosed(Action<object?> callback, object? state)
@@ -154,6 +165,15 @@ internal sealed class ManagedQuicStreamContext : ConnectionContext,
     {
         if (_disposed) return;
         _disposed = true;
+        if (_connection.IsClosing)
+        {
+            // Kestrel disposes its control streams as the connection ends: no FIN or STOP_SENDING for them, the
+            // CONNECTION_CLOSE ends everything (a FIN on a control stream is H3_CLOSED_CRITICAL_STREAM for the peer).
+            _input?.Complete();
+            _output?.CompleteWithoutSending();
+            return;
+        }
+
         if (_input is not null) await _input.CompleteAsync().ConfigureAwait(false);
         if (_output is not null) await _output.CompleteAsync().ConfigureAwait(false);
         await _stream.DisposeAsync().ConfigureAwait(false);
@@ -167,7 +187,10 @@ internal sealed class ManagedQuicStreamContext : ConnectionContext,
     }
 
     /// <summary>The output was completed with an error: reset the sending half unless it is finished.</summary>
-    internal void AbortWriteOnError() => _stream.Abort(QuicAbortDirection.Write, CurrentCode);
+    internal void AbortWriteOnError()
+    {
+        if (!_connection.IsClosing) _stream.Abort(QuicAbortDirection.Write, CurrentCode);
+    }
 
     /// <summary>Maps the engine's stream failures to the exceptions Kestrel's HTTP/3 layer distinguishes, recording the peer's code.</summary>
     internal Exception MapException(Exception e)

@@ -109,6 +109,14 @@ internal sealed class QuicStreamPipeWriter : PipeWriter
         }
     }
 
+    /// <summary>Releases the buffers without sending anything more (the connection is closing).</summary>
+    public void CompleteWithoutSending()
+    {
+        if (_completed) return;
+        _completed = true;
+        _inner.Complete(new ConnectionAbortedException("The connection is closing."));
+    }
+
     public override void Complete(Exception? exception = null)
     {
         if (_completed) return;
