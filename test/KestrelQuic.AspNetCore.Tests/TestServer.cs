@@ -29,9 +29,9 @@ internal sealed class TestServer : IAsyncDisposable
     public IReadOnlyList<string> Requests => App.Services.GetRequiredService<RequestLog>().Entries;
 
     /// <summary>Builds the sample with <paramref name="args"/> added (configuration), lets <paramref name="map"/> add routes, starts it.</summary>
-    public static async Task<TestServer> StartAsync(IEnumerable<string>? args = null, Action<WebApplication>? map = null)
+    public static async Task<TestServer> StartAsync(IEnumerable<string>? args = null, Action<WebApplication>? map = null, Action<WebApplicationBuilder>? configure = null)
     {
-        WebApplication app = Build(args, out int port);
+        WebApplication app = Build(args, out int port, configure);
         map?.Invoke(app);
         try
         {
@@ -47,7 +47,7 @@ internal sealed class TestServer : IAsyncDisposable
     }
 
     /// <summary>Builds (without starting) the sample on a free port.</summary>
-    public static WebApplication Build(IEnumerable<string>? args, out int port)
+    public static WebApplication Build(IEnumerable<string>? args, out int port, Action<WebApplicationBuilder>? configure = null)
     {
         port = GetFreePort();
         var all = new List<string> { "--urls", $"https://127.0.0.1:{port}" };
@@ -56,6 +56,7 @@ internal sealed class TestServer : IAsyncDisposable
         {
             builder.Logging.ClearProviders();
             builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            configure?.Invoke(builder);
         });
     }
 
