@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using KestrelQuic.Configuration;
@@ -45,6 +46,10 @@ internal sealed class ManagedQuicConnectionListener : IMultiplexedConnectionList
     {
         QuicConfiguration baseConfiguration = configuration.Clone();
         baseConfiguration.ApplicationProtocols = tls.ApplicationProtocols.Select(ToAlpn).ToList();
+
+        // Each connection gets a clone of this configuration; without a shared key every clone would encrypt its
+        // session tickets with a key of its own and no client could ever resume (or send 0-RTT).
+        baseConfiguration.SessionTicketKey ??= RandomNumberGenerator.GetBytes(32);
         var listener = new ManagedQuicConnectionListener(tls, baseConfiguration, logger);
         try
         {
