@@ -82,7 +82,9 @@ internal sealed class QuicStreamPipeWriter : PipeWriter
     {
         _owner = owner;
         _stream = stream;
-        _inner = Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+        // Our only outbound unidirectional stream is Kestrel's control stream.
+        Stream target = stream.Type == QuicStreamType.Unidirectional ? new Http3ControlStreamFilter(stream) : stream;
+        _inner = Create(target, new StreamPipeWriterOptions(leaveOpen: true));
     }
 
     public override bool CanGetUnflushedBytes => _inner.CanGetUnflushedBytes;

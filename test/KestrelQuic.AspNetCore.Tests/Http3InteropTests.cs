@@ -161,4 +161,74 @@ public sealed class Http3InteropTests(ITestOutputHelper output)
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task StopAsync_WithRequestInFlight_ChromiumStillGetsTheResponse()
+    {
+        // Kestrel answers an in-flight request during a graceful stop: GOAWAY(2^62-1), the response, the final
+        // GOAWAY, then CONNECTION_CLOSE. (ngtcp2 0.12's nghttp3 rejects Kestrel's 2^62-1 GOAWAY, Chromium accepts it.)
+        var requestStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        TestServer server = await TestServer.StartAsync(map: app => app.MapGet("/slow", async (HttpContext context) =>
+        {
+            requestStarted.TrySetResult();
+            await release.Task;
+            return Results.Content($"<html><body><p id=\"done\">finished over {context.Request.Protocol}</p></body></html>", "text/html");
+        }));
+        try
+        {
+            Task<PeerResult> chromium = Peers.ChromiumDumpDomAsync(server.Port, server.Spki!, $"{server.Origin}/slow");
+            await requestStarted.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            // Release the handler only once Kestrel is stopping (StopAsync below waits for the request).
+            server.App.Lifetime.ApplicationStopping.Register(() => _ = Task.Delay(500).ContinueWith(_ => release.TrySetResult(), TaskScheduler.Default));
+            await server.DisposeAsync();
+            PeerResult r = await chromium;
+            Assert.True(r.StandardOutput.Contains("finished over HTTP/3", StringComparison.Ordinal), r.StandardOutput + "\n" + r.Tail);
+        }
+        finally
+        {
+            release.TrySetResult();
+            await server.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task StopAsync_WithRequestInFlight_GtlsClientGetsTheWholeResponse()
+    {
+        var requestStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        byte[] payload = Http3ServerApp.CreatePattern(200_000);
+        TestServer server = await TestServer.StartAsync(map: app => app.MapGet("/slow", async (HttpContext context) =>
+        {
+            requestStarted.TrySetResult();
+            await release.Task;
+            await context.Response.Body.WriteAsync(payload);
+        }));
+        string dir = Directory.CreateTempSubdirectory("kq-dl-").FullName;
+        try
+        {
+            // Kestrel only notices the last request finished after a GOAWAY(max) when the client closes (or at
+            // ShutdownTimeout), as a browser does once it has its responses: so the client exits when done.
+            Task<PeerResult> client = Peers.GtlsClientAsync(server.Port, ["--exit-on-all-streams-close", "--no-http-dump", $"--download={dir}"], $"{server.Origin}/slow");
+            await requestStarted.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            server.App.Lifetime.ApplicationStopping.Register(() => _ = Task.Delay(300).ContinueWith(_ => release.TrySetResult(), TaskScheduler.Default));
+            var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+            await server.DisposeAsync();
+            output.WriteLine($"server stopped after {stopwatch.ElapsedMilliseconds} ms");
+            PeerResult r = await client;
+            output.WriteLine($"client exited after {stopwatch.ElapsedMilliseconds} ms");
+            Assert.False(r.TimedOut, r.Tail);
+            byte[] received = await File.ReadAllBytesAsync(Path.Combine(dir, "slow"));
+            Assert.True(Same(payload, received), $"response differs: {received.Length} bytes received\n{r.Tail}");
+            // The first GOAWAY carries 2^62-4 (Kestrel's 2^62-1 corrected), which the client accepted.
+            Assert.Contains("00000000  07 08 ff ff ff ff ff ff  ff fc", r.StandardError, StringComparison.Ordinal);
+            Assert.True(r.ExitCode == 0, r.Tail);
+        }
+        finally
+        {
+            release.TrySetResult();
+            await server.DisposeAsync();
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }
