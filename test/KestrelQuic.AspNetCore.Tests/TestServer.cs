@@ -69,7 +69,7 @@ internal sealed class TestServer : IAsyncDisposable
     }
 
     /// <summary>A port free for both TCP and UDP on 127.0.0.1 (Kestrel binds both on the same port for HTTP/3).</summary>
-    private static int GetFreePort()
+    internal static int GetFreePort()
     {
         for (int attempt = 0; ; attempt++)
         {
