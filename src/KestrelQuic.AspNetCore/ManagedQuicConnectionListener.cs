@@ -42,7 +42,7 @@ internal sealed class ManagedQuicConnectionListener : IMultiplexedConnectionList
 
     internal QuicListener QuicListener => _listener;
 
-    public static ManagedQuicConnectionListener Bind(IPEndPoint endPoint, TlsConnectionCallbackOptions tls, QuicConfiguration configuration, ILogger logger)
+    public static async ValueTask<ManagedQuicConnectionListener> BindAsync(IPEndPoint endPoint, TlsConnectionCallbackOptions tls, QuicConfiguration configuration, ILogger logger, CancellationToken cancellationToken)
     {
         QuicConfiguration baseConfiguration = configuration.Clone();
         baseConfiguration.ApplicationProtocols = tls.ApplicationProtocols.Select(ToAlpn).ToList();
@@ -53,14 +53,14 @@ internal sealed class ManagedQuicConnectionListener : IMultiplexedConnectionList
         var listener = new ManagedQuicConnectionListener(tls, baseConfiguration, logger);
         try
         {
-            listener._listener = QuicListener.ListenAsync(new QuicListenerOptions
+            listener._listener = await QuicListener.ListenAsync(new QuicListenerOptions
             {
                 ListenEndPoint = endPoint,
                 Configuration = baseConfiguration,
                 ConnectionOptionsCallback = listener.ChooseConfigurationAsync,
                 DefaultStreamErrorCode = H3RequestCancelled,
                 DefaultCloseErrorCode = H3NoError,
-            }).AsTask().GetAwaiter().GetResult();
+            }, cancellationToken).ConfigureAwait(false);
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {

@@ -27,7 +27,7 @@ public sealed class ManagedQuicTransportFactory : IMultiplexedConnectionListener
     }
 
     /// <summary>Binds a UDP socket on <paramref name="endpoint"/>; <paramref name="features"/> must carry Kestrel's <see cref="TlsConnectionCallbackOptions"/>.</summary>
-    public ValueTask<IMultiplexedConnectionListener> BindAsync(EndPoint endpoint, IFeatureCollection? features = null, CancellationToken cancellationToken = default)
+    public async ValueTask<IMultiplexedConnectionListener> BindAsync(EndPoint endpoint, IFeatureCollection? features = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
         cancellationToken.ThrowIfCancellationRequested();
@@ -36,8 +36,7 @@ public sealed class ManagedQuicTransportFactory : IMultiplexedConnectionListener
             ?? throw new InvalidOperationException("Couldn't find HTTPS configuration for QUIC transport.");
         if (tls.ApplicationProtocols is null || tls.ApplicationProtocols.Count == 0) throw new InvalidOperationException("No application protocols specified.");
         ILogger logger = _loggerFactory.CreateLogger("KestrelQuic.AspNetCore");
-        IMultiplexedConnectionListener listener = ManagedQuicConnectionListener.Bind(ipEndPoint, tls, _options.Value, logger);
-        return ValueTask.FromResult(listener);
+        return await ManagedQuicConnectionListener.BindAsync(ipEndPoint, tls, _options.Value, logger, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>True for IP endpoints (QUIC runs over UDP).</summary>
