@@ -189,6 +189,54 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [InlineData("alpha.test")]
+    [InlineData("beta.test")]
+    public async Task KestrelSniSection_ChoosesTheCertificateByServerName(string host)
+    {
+        string dir = Directory.CreateTempSubdirectory("kq-sni-").FullName;
+        try
+        {
+            var spki = new Dictionary<string, string>();
+            foreach (string name in new[] { "alpha.test", "beta.test" })
+            {
+                using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+                var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
+                var san = new SubjectAlternativeNameBuilder();
+                san.AddDnsName(name);
+                request.CertificateExtensions.Add(san.Build());
+                using X509Certificate2 certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(10));
+                await File.WriteAllTextAsync(Path.Combine(dir, name + ".pem"), certificate.ExportCertificatePem());
+                await File.WriteAllTextAsync(Path.Combine(dir, name + ".key"), key.ExportPkcs8PrivateKeyPem());
+                spki[name] = Http3ServerApp.GetSpkiHash(certificate);
+            }
+
+            // Endpoint SNI from configuration: Kestrel hands the transport a per-connection TLS callback.
+            await using TestServer server = await TestServer.StartAsync(port =>
+            [
+                $"--Kestrel:Endpoints:Quic:Url=https://127.0.0.1:{port}",
+                "--Kestrel:Endpoints:Quic:Protocols=Http3",
+                $"--Kestrel:Endpoints:Quic:Sni:alpha.test:Certificate:Path={Path.Combine(dir, "alpha.test.pem")}",
+                $"--Kestrel:Endpoints:Quic:Sni:alpha.test:Certificate:KeyPath={Path.Combine(dir, "alpha.test.key")}",
+                $"--Kestrel:Endpoints:Quic:Sni:beta.test:Certificate:Path={Path.Combine(dir, "beta.test.pem")}",
+                $"--Kestrel:Endpoints:Quic:Sni:beta.test:Certificate:KeyPath={Path.Combine(dir, "beta.test.key")}",
+            ]);
+
+            // Chromium trusts only the SPKI of the certificate for the name it asks for.
+            PeerResult r = await Peers.ChromiumDumpDomAsync(server.Port, spki[host], $"https://{host}:{server.Port}/", host);
+            Assert.True(r.StandardOutput.Contains("<span id=\"protocol\">HTTP/3</span>", StringComparison.Ordinal), r.Tail);
+
+            // And the other name's certificate is not what this name gets.
+            string other = spki.Keys.Single(k => k != host);
+            PeerResult wrong = await Peers.ChromiumDumpDomAsync(server.Port, spki[other], $"https://{host}:{server.Port}/", host);
+            Assert.DoesNotContain("<span id=\"protocol\">", wrong.StandardOutput, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private static async Task<PeerResult> FetchAsync(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
         await using TestServer server = await TestServer.StartAsync(args, configure: configure);

@@ -33,7 +33,7 @@ internal static class Peers
     }
 
     /// <summary>Loads <paramref name="url"/> in headless Chromium with QUIC forced for the origin; returns the DOM on stdout.</summary>
-    public static async Task<PeerResult> ChromiumDumpDomAsync(int port, string spki, string url)
+    public static async Task<PeerResult> ChromiumDumpDomAsync(int port, string spki, string url, string host = "localhost")
     {
         string profile = Directory.CreateTempSubdirectory("kq-chromium-").FullName;
         try
@@ -41,8 +41,8 @@ internal static class Peers
             return await RunAsync("chromium",
             [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--enable-quic",
-                $"--origin-to-force-quic-on=localhost:{port}", $"--ignore-certificate-errors-spki-list={spki}",
-                "--host-resolver-rules=MAP localhost 127.0.0.1", $"--user-data-dir={profile}", "--dump-dom", url,
+                $"--origin-to-force-quic-on={host}:{port}", $"--ignore-certificate-errors-spki-list={spki}",
+                $"--host-resolver-rules=MAP {host} 127.0.0.1", $"--user-data-dir={profile}", "--dump-dom", url,
             ]);
         }
         finally

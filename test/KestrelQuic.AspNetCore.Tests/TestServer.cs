@@ -46,10 +46,24 @@ internal sealed class TestServer : IAsyncDisposable
         return new TestServer(app, port);
     }
 
+    /// <summary>Starts the sample with arguments that depend on the free port chosen (e.g. Kestrel:Endpoints URLs).</summary>
+    public static async Task<TestServer> StartAsync(Func<int, IEnumerable<string>> argsForPort)
+    {
+        int port = GetFreePort();
+        WebApplication app = Build(argsForPort(port), port, configure: null);
+        await app.StartAsync();
+        return new TestServer(app, port);
+    }
+
     /// <summary>Builds (without starting) the sample on a free port.</summary>
     public static WebApplication Build(IEnumerable<string>? args, out int port, Action<WebApplicationBuilder>? configure = null)
     {
         port = GetFreePort();
+        return Build(args, port, configure);
+    }
+
+    private static WebApplication Build(IEnumerable<string>? args, int port, Action<WebApplicationBuilder>? configure)
+    {
         var all = new List<string> { "--urls", $"https://127.0.0.1:{port}" };
         if (args is not null) all.AddRange(args);
         return Http3ServerApp.Create(all.ToArray(), builder =>
