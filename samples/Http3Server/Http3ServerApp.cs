@@ -58,7 +58,14 @@ public static class Http3ServerApp
         {
             string spki = GetSpkiHash(ephemeral);
             app.Logger.LogInformation("Ephemeral certificate for localhost/127.0.0.1, SPKI SHA-256 (base64): {Spki}", spki);
-            app.Lifetime.ApplicationStarted.Register(() => Console.WriteLine($"Chromium: --origin-to-force-quic-on=localhost:PORT --ignore-certificate-errors-spki-list={spki}"));
+            app.Lifetime.ApplicationStarted.Register(() =>
+            {
+                foreach (string url in app.Urls.Where(u => u.StartsWith("https://", StringComparison.OrdinalIgnoreCase)))
+                {
+                    var uri = new Uri(url);
+                    Console.WriteLine($"chromium --origin-to-force-quic-on={uri.Host}:{uri.Port} --ignore-certificate-errors-spki-list={spki} {url}");
+                }
+            });
         }
 
         MapRoutes(app);

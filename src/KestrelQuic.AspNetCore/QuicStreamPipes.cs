@@ -1,4 +1,5 @@
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Connections;
 
 namespace KestrelQuic.AspNetCore;
@@ -21,6 +22,7 @@ internal sealed class QuicStreamPipeReader : PipeReader
         _inner = Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
     {
         ReadResult result;
@@ -99,6 +101,7 @@ internal sealed class QuicStreamPipeWriter : PipeWriter
 
     public override void CancelPendingFlush() => _inner.CancelPendingFlush();
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public override async ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
     {
         try
