@@ -17,7 +17,11 @@ internal sealed class QuicConfigurationValidator : IValidateOptions<QuicConfigur
             candidate.ApplicationProtocols.Add("h3");
         }
 
-        IReadOnlyList<string> errors = candidate.Validate();
+        var errors = new List<string>(candidate.Validate());
+
+        // HTTP/3 needs request streams, and room for the client's control and two QPACK streams (RFC 9114 §6.2).
+        if (options.MaxBidirectionalStreams < 1) errors.Add($"{nameof(QuicConfiguration.MaxBidirectionalStreams)} must be at least 1 for HTTP/3 requests (was {options.MaxBidirectionalStreams}).");
+        if (options.MaxUnidirectionalStreams < 3) errors.Add($"{nameof(QuicConfiguration.MaxUnidirectionalStreams)} must be at least 3 for HTTP/3's control and QPACK streams (was {options.MaxUnidirectionalStreams}).");
         return errors.Count == 0
             ? ValidateOptionsResult.Success
             : ValidateOptionsResult.Fail(errors.Select(static e => $"{WebHostBuilderManagedQuicExtensions.ConfigurationSectionName}:{e}"));

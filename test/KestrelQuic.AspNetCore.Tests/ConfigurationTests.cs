@@ -139,6 +139,8 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
     [InlineData("--ManagedQuic:Retry=Sometimes", "ManagedQuic:Retry")]
     [InlineData("--ManagedQuic:IdleTimeout=soon", "ManagedQuic:IdleTimeout")]
     [InlineData("--ManagedQuic:MaxStreams=5", "MaxStreams")]
+    [InlineData("--ManagedQuic:MaxUnidirectionalStreams=2", "ManagedQuic:MaxUnidirectionalStreams must be at least 3")]
+    [InlineData("--ManagedQuic:MaxBidirectionalStreams=0", "ManagedQuic:MaxBidirectionalStreams must be at least 1")]
     public async Task BadValue_FailsStartup_NamingTheKey(string arg, string named)
     {
         WebApplication app = TestServer.Build([arg], out _);
