@@ -163,8 +163,12 @@ internal sealed class ManagedQuicConnectionListener : IMultiplexedConnectionList
         configuration.ServerCertificateSelector = null;
         if (ssl.ClientCertificateRequired)
         {
-            // Kestrel's validation callback decides whether a missing or invalid certificate is acceptable.
-            configuration.ClientCertificateMode = KestrelQuic.Configuration.ClientCertificateMode.AllowCertificate;
+            // The options cannot say whether a missing certificate is acceptable (Kestrel's AllowCertificate and
+            // RequireCertificate both set ClientCertificateRequired); the validation callback answers when asked
+            // about a null certificate, as SslStream asks it. Without a callback a certificate is required.
+            configuration.ClientCertificateMode = AcceptsMissingCertificate(ssl.RemoteCertificateValidationCallback, connection)
+                ? KestrelQuic.Configuration.ClientCertificateMode.AllowCertificate
+                : KestrelQuic.Configuration.ClientCertificateMode.RequireCertificate;
         }
 
         if (ssl.RemoteCertificateValidationCallback is { } validate)
@@ -173,6 +177,20 @@ internal sealed class ManagedQuicConnectionListener : IMultiplexedConnectionList
         }
 
         return configuration;
+    }
+
+    private static bool AcceptsMissingCertificate(RemoteCertificateValidationCallback? validate, QuicConnection connection)
+    {
+        if (validate is null) return false;
+        try
+        {
+            return validate(connection, null, null, SslPolicyErrors.RemoteCertificateNotAvailable);
+        }
+        catch (Exception)
+        {
+            // A callback that cannot handle a null certificate does not accept a missing one.
+            return false;
+        }
     }
 
     private void OnCallbackFailed(object? sender, Exception error) => Log.HandshakeRefused(_logger, error);
