@@ -161,7 +161,8 @@ internal sealed class ManagedQuicConnectionContext : MultiplexedConnectionContex
             Log.ShutdownFailed(_logger, ConnectionId, e);
         }
 
-        _closedTokenSource.Dispose();
+        // _closedTokenSource is not disposed: Kestrel may still read ConnectionClosed, and the engine's Closed
+        // continuation may still cancel it.
     }
 
     /// <summary>A stream whose writes Kestrel completed: a graceful close waits until its data is acknowledged.</summary>
@@ -226,9 +227,6 @@ internal sealed class ManagedQuicConnectionContext : MultiplexedConnectionContex
         try
         {
             _closedTokenSource.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
         }
         catch (AggregateException e)
         {
