@@ -123,7 +123,15 @@ internal sealed class ManagedQuicConnectionListener : IMultiplexedConnectionList
         // Kestrel's callback gets the connection context it will later accept (as with the msquic transport).
         ManagedQuicConnectionContext context = _handshaking.GetOrAdd(connection, static (c, logger) => new ManagedQuicConnectionContext(c, logger), _logger);
         _ = connection.Closed.ContinueWith(
-            static (_, s) => { var (self, c) = ((ManagedQuicConnectionListener, QuicConnection))s!; self._handshaking.TryRemove(c, out ManagedQuicConnectionContext? _); },
+            static (closed, s) =>
+            {
+                var (self, c) = ((ManagedQuicConnectionListener, QuicConnection))s!;
+                if (self._handshaking.TryRemove(c, out ManagedQuicConnectionContext? _) && closed.IsCompletedSuccessfully)
+                {
+                    // Closed before Kestrel got it: the handshake failed (a TLS alert shows as CRYPTO_ERROR 0x100 + alert).
+                    Log.HandshakeFailed(self._logger, c.RemoteEndPoint, closed.Result.ToString());
+                }
+            },
             (this, connection), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
         var callbackContext = new TlsConnectionCallbackContext
