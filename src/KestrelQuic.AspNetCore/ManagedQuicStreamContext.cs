@@ -126,8 +126,8 @@ internal sealed class ManagedQuicStreamContext : ConnectionContext,
         // CONNECTION_CLOSE that follows ends them anyway.
         long code = CurrentCode;
         if (!CanWrite && code == H3NoError) return;
+        // A pending read or flush wakes up with the abort and fails with _abortReason (see MapException).
         _stream.Abort(QuicAbortDirection.Both, code);
-        _output?.CancelPendingFlush();
     }
 
     public void AbortRead(long errorCode, ConnectionAbortedException abortReason)
@@ -136,7 +136,6 @@ internal sealed class ManagedQuicStreamContext : ConnectionContext,
         Error = errorCode;
         lock (_sync) _abortReason ??= abortReason;
         if (!_connection.IsClosing) _stream.Abort(QuicAbortDirection.Read, errorCode);
-        _input?.CancelPendingRead();
     }
 
     public void AbortWrite(long errorCode, ConnectionAbortedException abortReason)
