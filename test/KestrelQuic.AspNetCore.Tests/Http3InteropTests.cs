@@ -122,6 +122,20 @@ public sealed class Http3InteropTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task BytesRoute_OneGibibyte_StreamsWithContentLength()
+    {
+        await using TestServer server = await TestServer.StartAsync();
+        using var handler = new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator };
+        using var client = new HttpClient(handler) { BaseAddress = new Uri($"https://127.0.0.1:{server.Port}") };
+        using HttpResponseMessage response = await client.GetAsync("/bytes/1073741824", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(1L << 30, response.Content.Headers.ContentLength);
+        await using Stream body = await response.Content.ReadAsStreamAsync();
+        byte[] head = new byte[1 << 20];
+        await body.ReadExactlyAsync(head);
+        Assert.True(Same(Http3ServerApp.CreatePattern(head.Length), head));
+    }
+
+    [Fact]
     public async Task UseManagedQuic_ReplacesMultiplexedFactory_AndHttp3OnlyEndpointBinds()
     {
         // Http3 alone: Kestrel refuses to start unless a multiplexed transport bound the endpoint.
