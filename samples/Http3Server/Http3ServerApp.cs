@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Encodings.Web;
@@ -70,6 +71,41 @@ public static class Http3ServerApp
 
         MapRoutes(app);
         return app;
+    }
+
+    /// <summary>
+    /// Runs until Ctrl+C or SIGTERM, then stops gracefully: Kestrel sends GOAWAY and lets the requests in flight
+    /// finish (up to the host's shutdown timeout). A second Ctrl+C (or SIGTERM) aborts the connections still open.
+    /// </summary>
+    public static async Task RunAsync(WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        using var abort = new CancellationTokenSource();
+        int interrupts = 0;
+        // The host's console lifetime turns the first signal into a graceful stop; this handler counts them.
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            if (Interlocked.Increment(ref interrupts) == 1)
+            {
+                Console.WriteLine("Stopping gracefully: requests in flight may finish. Press Ctrl+C again to abort them.");
+            }
+            else
+            {
+                Console.WriteLine("Aborting the remaining connections.");
+                abort.Cancel();
+            }
+        }
+
+        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using CancellationTokenRegistration onStopping = app.Lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
+        await app.StartAsync().ConfigureAwait(false);
+        await stopping.Task.ConfigureAwait(false);
+        await app.StopAsync(abort.Token).ConfigureAwait(false);
+        await app.DisposeAsync().ConfigureAwait(false);
     }
 
     /// <summary>base64(SHA-256(SubjectPublicKeyInfo)): what Chromium's --ignore-certificate-errors-spki-list takes.</summary>

@@ -110,7 +110,12 @@ internal sealed class QuicStreamPipeWriter : PipeWriter
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            throw _owner.MapException(e);
+            Exception mapped = _owner.MapException(e);
+            // The peer reset the stream or the connection ended: like a pipe whose reader is gone, the flush reports
+            // completion. Kestrel learns why from the stream's abort and closed notifications; an exception here is
+            // logged by Kestrel as an unexpected error for every download a client cancels.
+            if (mapped is ConnectionResetException or ConnectionAbortedException) return new FlushResult(isCanceled: false, isCompleted: true);
+            throw mapped;
         }
     }
 
