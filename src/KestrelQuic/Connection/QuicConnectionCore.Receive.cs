@@ -468,7 +468,7 @@ internal sealed partial class QuicConnectionCore
                 return ProcessDatagramFrame(frame.Data, type, out error);
 
             default:
-                return ProcessStreamFrame(ref frame, now, out error);
+                return ProcessStreamFrame(ref frame, packetType == PacketType.ZeroRtt, now, out error);
         }
     }
 

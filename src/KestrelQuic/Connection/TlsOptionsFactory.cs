@@ -45,6 +45,7 @@ internal static class TlsOptionsFactory
             };
             options.SessionTicketKey = config.SessionTicketKey ?? s_ticketKeys.GetValue(config, _ => RandomNumberGenerator.GetBytes(32));
             options.AcceptEarlyData = connection.IsEarlyDataCompatible;
+            options.AntiReplay = connection.AntiReplay;
         }
         else
         {

@@ -96,6 +96,9 @@ internal sealed partial class TlsHandshake : IDisposable
 
     public EarlyDataStatus EarlyData { get; private set; }
 
+    /// <summary>Server: why offered early data was rejected (<see cref="EarlyDataRejection.None"/> when accepted or not offered).</summary>
+    internal EarlyDataRejection EarlyDataRejection { get; private set; }
+
     public bool HelloRetryRequestUsed { get; private set; }
 
     /// <summary>Server: application data of the ticket that was accepted.</summary>
