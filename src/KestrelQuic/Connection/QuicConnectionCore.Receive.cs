@@ -540,7 +540,7 @@ internal sealed partial class QuicConnectionCore
             s.CryptoReceive.Advance(n);
             if (alert is TlsAlert a)
             {
-                error = TransportError.Crypto((byte)a, $"TLS alert {a}");
+                error = TlsFailure(a);
                 return false;
             }
 

@@ -490,10 +490,10 @@ internal sealed partial class TlsHandshake : IDisposable
             return;
         }
 
-        TlsAlert? alert = CertificateValidation.Validate(_options, certificates[0], certificates, peerIsServer: IsClient, IsClient ? _options.ServerName : null);
+        TlsAlert? alert = CertificateValidation.Validate(_options, certificates[0], certificates, peerIsServer: IsClient, IsClient ? _options.ServerName : null, out string? reason);
         if (alert is { } a)
         {
-            throw Alert(a, "peer certificate rejected");
+            throw Alert(a, $"{(IsClient ? "server" : "client")} certificate rejected: {reason ?? "validation failed"}");
         }
 
         PeerCertificate = certificates[0];
