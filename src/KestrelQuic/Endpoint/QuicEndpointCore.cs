@@ -445,12 +445,22 @@ internal sealed class QuicEndpointCore : IDisposable
             deferConfiguration: _settings.DeferServerConfiguration,
             tracers: _settings.Tracers,
             antiReplay: _antiReplay);
+        byte[] clientDcid = dcid.ToArray();
+        core.ReceiveDatagram(datagram, remote, now);
+        if (core.Statistics.PacketsReceived == 0)
+        {
+            // Nothing decrypted with the Initial keys of its DCID: forged or corrupted. Keep no state for it, or a
+            // flood of such datagrams would hold handshake slots until they time out.
+            Statistics.DroppedMalformed++;
+            core.Dispose();
+            return;
+        }
+
         EndpointConnection connection = Track(core);
         // Retransmitted Initials and 0-RTT packets still carry the client's DCID until it sees our SCID.
-        Route(connection, dcid.ToArray());
+        Route(connection, clientDcid);
         Statistics.ConnectionsAccepted++;
         _events.Enqueue(new EndpointEvent(EndpointEventKind.ConnectionAccepted, connection));
-        core.ReceiveDatagram(datagram, remote, now);
         AfterOperation(connection);
     }
 
