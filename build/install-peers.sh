@@ -3,8 +3,8 @@
 set -euo pipefail
 
 packages=()
-# The real peers of the interop tests (Debian packages). Add new ones here.
-PEER_PACKAGES=(ngtcp2-client ngtcp2-server chromium tshark)
+# The real peers of the interop tests (Debian packages; iproute2 for `ss`, which shows socket buffers). Add new ones here.
+PEER_PACKAGES=(ngtcp2-client ngtcp2-server chromium tshark iproute2)
 for p in "${PEER_PACKAGES[@]}"; do
   [ -n "$p" ] || continue
   dpkg -s "$p" >/dev/null 2>&1 || packages+=("$p")

@@ -135,8 +135,17 @@ public sealed class QuicListener : IAsyncDisposable
             ct = new CancellationToken(true);
         }
 
-        return await _options.ConnectionOptionsCallback!(connection, hello, ct).ConfigureAwait(false)
+        QuicConfiguration chosen = await _options.ConnectionOptionsCallback!(connection, hello, ct).ConfigureAwait(false)
             ?? throw new InvalidOperationException("The connection options callback returned null.");
+        if (chosen.SessionTicketKey is null)
+        {
+            // Tickets must open on any later connection to this listener, whatever object the callback returns
+            // (a fresh clone per connection would otherwise get a fresh random key, and nobody could resume).
+            chosen = chosen.Clone();
+            chosen.SessionTicketKey = Connection.TlsOptionsFactory.EffectiveSessionTicketKey(_options.Configuration);
+        }
+
+        return chosen;
     }
 
     internal void OnCallbackFailed(QuicConnection connection, Exception? error)

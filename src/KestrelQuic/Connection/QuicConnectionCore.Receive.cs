@@ -11,7 +11,10 @@ namespace KestrelQuic.Connection;
 
 internal sealed partial class QuicConnectionCore
 {
-    private readonly ValueRange[] _ackRangeScratch = new ValueRange[256];
+    // One per thread, not per connection: a connection is driven by one thread at a time and the ranges are consumed
+    // within the call, so idle connections do not each hold 4 KiB.
+    [ThreadStatic]
+    private static ValueRange[]? t_ackRangeScratch;
 
     /// <summary>
     /// Processes one UDP datagram (possibly several coalesced packets). The buffer is decrypted in place.
@@ -215,6 +218,7 @@ internal sealed partial class QuicConnectionCore
         }
 
         Statistics.PacketsReceived++;
+        if (header.Type == PacketType.ZeroRtt) Statistics.ZeroRttPacketsReceived++;
 
         // Address and handshake bookkeeping that depends only on successful decryption.
         if (IsClient && header.IsLongHeader && !_receivedFirstServerPacket)
@@ -474,11 +478,12 @@ internal sealed partial class QuicConnectionCore
 
     private bool ProcessAck(ref Frame frame, PacketNumberSpace space, long now, out TransportError error)
     {
-        int count = frame.Ack.CopyRanges(_ackRangeScratch);
+        ValueRange[] scratch = t_ackRangeScratch ??= new ValueRange[256];
+        int count = frame.Ack.CopyRanges(scratch);
         if (count < 0)
         {
             // More ranges than our scratch: process the highest ones (loss detection treats the rest as unacknowledged).
-            count = _ackRangeScratch.Length;
+            count = scratch.Length;
         }
 
         long ackDelay = 0;
@@ -489,7 +494,7 @@ internal sealed partial class QuicConnectionCore
             ackDelay = micros > (ulong.MaxValue >> 24) ? long.MaxValue / 2 : (long)Math.Min((double)micros * (1L << exponent) * 10, long.MaxValue / 2);
         }
 
-        if (!_loss.OnAckReceived(space, _ackRangeScratch.AsSpan(0, count), ackDelay, now, _lossHost, LossContext, out error))
+        if (!_loss.OnAckReceived(space, scratch.AsSpan(0, count), ackDelay, now, _lossHost, LossContext, out error))
         {
             return false;
         }

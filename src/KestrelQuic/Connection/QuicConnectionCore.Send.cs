@@ -139,6 +139,7 @@ internal sealed partial class QuicConnectionCore
             }
 
             if (type == PacketType.Initial && (IsClient || p.Sent.AckEliciting)) needsPadding = true;
+            if (type == PacketType.ZeroRtt) Statistics.ZeroRttPacketsSent++;
             offset = p.End;
             count++;
         }

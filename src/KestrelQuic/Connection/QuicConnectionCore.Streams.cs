@@ -87,6 +87,9 @@ internal sealed partial class QuicConnectionCore
         return true;
     }
 
+    /// <summary>How many more locally initiated streams of <paramref name="type"/> the peer's current MAX_STREAMS allows.</summary>
+    public ulong AvailableLocalStreams(QuicStreamType type) => _streamLimits.AvailableLocal(type);
+
     public StreamState? GetStream(ulong streamId) => _streams.GetValueOrDefault(streamId);
 
     /// <summary>Buffers application data for sending; returns the bytes accepted (less than asked when the send buffer is full).</summary>

@@ -180,6 +180,9 @@ internal sealed partial class QuicConnectionCore : IDisposable
     /// <summary>Whether 0-RTT data was accepted by the server (client) or accepted from the client (server).</summary>
     public bool EarlyDataAccepted => _tls.EarlyData == EarlyDataStatus.Accepted;
 
+    /// <summary>Client: 0-RTT keys are installed and the handshake has not produced 1-RTT keys yet, so stream data goes out in 0-RTT.</summary>
+    public bool CanSendEarlyData => IsClient && _zeroRttWriteKeys is not null && _oneRttKeys is null;
+
     /// <summary>Creates a client connection and queues its first flight. <paramref name="remoteAddress"/> is opaque to the core.</summary>
     public static QuicConnectionCore CreateClient(QuicConfiguration config, EndPoint? remoteAddress, long now, byte[]? token = null, IConnectionTracerFactory? tracers = null)
     {
@@ -507,4 +510,6 @@ internal sealed class ConnectionStatistics
 
     /// <summary>CRYPTO and STREAM frames whose data was queued again after their packet was declared lost.</summary>
     public long FramesRetransmitted;
+    public long ZeroRttPacketsSent;
+    public long ZeroRttPacketsReceived;
 }

@@ -7,6 +7,13 @@ namespace KestrelQuic.Connection;
 /// <summary>Maps a <see cref="QuicConfiguration"/> onto the TLS handshake options of one connection.</summary>
 internal static class TlsOptionsFactory
 {
+    /// <summary>
+    /// The key that seals this configuration's session tickets: the configured one, or one random key per
+    /// configuration object (kept for its lifetime, so every connection made from it can resume).
+    /// </summary>
+    public static byte[] EffectiveSessionTicketKey(QuicConfiguration config) =>
+        config.SessionTicketKey ?? s_ticketKeys.GetValue(config, static _ => RandomNumberGenerator.GetBytes(32));
+
     // A server without a configured ticket key still needs one key for all its connections, or no ticket it issues could ever be used.
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuicConfiguration, byte[]> s_ticketKeys = new();
 
@@ -43,7 +50,7 @@ internal static class TlsOptionsFactory
                 Configuration.ClientCertificateMode.RequireCertificate => Tls.ClientCertificateMode.Require,
                 _ => Tls.ClientCertificateMode.None,
             };
-            options.SessionTicketKey = config.SessionTicketKey ?? s_ticketKeys.GetValue(config, _ => RandomNumberGenerator.GetBytes(32));
+            options.SessionTicketKey = EffectiveSessionTicketKey(config);
             options.AcceptEarlyData = connection.IsEarlyDataCompatible;
             options.AntiReplay = connection.AntiReplay;
         }

@@ -149,6 +149,9 @@ internal sealed class QuicEndpointCore : IDisposable
 
     public int HandshakesInProgress => _handshakesInProgress;
 
+    /// <summary>Entries in the timer heap, stale ones included (tests: it stays proportional to the live connections).</summary>
+    internal int TimerQueueLength => _timers.Count;
+
     /// <summary>When set, new connections are refused (a listener that stopped accepting).</summary>
     public bool RefuseNewConnections { get; set; }
 
@@ -586,7 +589,26 @@ internal sealed class QuicEndpointCore : IDisposable
         if (timeout != c.RegisteredTimeout)
         {
             c.RegisteredTimeout = timeout;
-            if (timeout != long.MaxValue) _timers.Enqueue(c, timeout);
+            if (timeout != long.MaxValue)
+            {
+                _timers.Enqueue(c, timeout);
+                CompactTimersIfMostlyStale();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Stale timer entries (superseded deadlines, removed connections) are only dropped when they come due, and until
+    /// then they keep their connection alive: a removed connection's idle deadline could pin it for the whole idle
+    /// timeout. Rebuild the heap from the live deadlines once stale entries dominate (amortized O(1) per entry).
+    /// </summary>
+    private void CompactTimersIfMostlyStale()
+    {
+        if (_timers.Count <= 2 * _connections.Count + 64) return;
+        _timers.Clear();
+        foreach (EndpointConnection live in _connections)
+        {
+            if (live.RegisteredTimeout != long.MaxValue) _timers.Enqueue(live, live.RegisteredTimeout);
         }
     }
 
@@ -609,6 +631,7 @@ internal sealed class QuicEndpointCore : IDisposable
         }
 
         c.RegisteredTimeout = long.MaxValue;
+        CompactTimersIfMostlyStale();
         if (!c.ActiveQueued && c.Core.PendingEventCount > 0)
         {
             c.ActiveQueued = true;

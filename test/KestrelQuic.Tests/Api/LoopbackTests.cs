@@ -217,6 +217,34 @@ public sealed class LoopbackTests
     }
 
     [Fact]
+    public async Task ConnectionOptionsCallback_FreshCloneEachTime_SecondConnectionStillResumes()
+    {
+        // A callback that builds a new configuration per connection (as Kestrel's does) sets no ticket key: the
+        // listener's key must seal and open tickets, or no client could ever resume.
+        QuicListenerOptions options = ListenerOptions();
+        options.ConnectionOptionsCallback = (_, _, _) => ValueTask.FromResult(options.Configuration.Clone());
+        await using QuicListener listener = await QuicListener.ListenAsync(options);
+        var store = new RecordingSessionStore();
+        QuicClientConnectionOptions clientOptions = ClientOptions(listener.LocalEndPoint);
+        clientOptions.SessionStore = store;
+
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using (QuicConnection first = await QuicConnection.ConnectAsync(clientOptions).AsTask().WaitAsync(Timeout))
+        await using (QuicConnection firstServer = await acceptTask.WaitAsync(Timeout))
+        {
+            await first.PingAsync().AsTask().WaitAsync(Timeout);
+            await store.TicketStored.Task.WaitAsync(Timeout);
+            Assert.False(first.IsResumed);
+        }
+
+        acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection second = await QuicConnection.ConnectAsync(clientOptions).AsTask().WaitAsync(Timeout);
+        await using QuicConnection secondServer = await acceptTask.WaitAsync(Timeout);
+        Assert.True(second.IsResumed);
+        Assert.True(secondServer.IsResumed);
+    }
+
+    [Fact]
     public async Task ConnectionOptionsCallback_ChoosesConfigurationBySni()
     {
         QuicListenerOptions options = ListenerOptions();
@@ -303,7 +331,7 @@ public sealed class LoopbackTests
         Assert.Equal(data, ms.ToArray());
     }
 
-    private sealed class RecordingSessionStore : IQuicSessionStore
+    internal sealed class RecordingSessionStore : IQuicSessionStore
     {
         private readonly InMemoryQuicSessionStore _inner = new();
 

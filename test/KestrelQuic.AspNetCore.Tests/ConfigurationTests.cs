@@ -1,0 +1,250 @@
+using System.Globalization;
+using System.Reflection;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.RegularExpressions;
+using Http3Server;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+
+namespace KestrelQuic.AspNetCore.Tests;
+
+/// <summary>Every "ManagedQuic" key reaches the wire or the behaviour it names; bad values stop the start-up naming the key; the Kestrel section works.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class ConfigurationTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("IdleTimeout", "00:00:07", "max_idle_timeout", "7000")]
+    [InlineData("MaxBidirectionalStreams", "17", "initial_max_streams_bidi", "17")]
+    [InlineData("MaxUnidirectionalStreams", "9", "initial_max_streams_uni", "9")]
+    [InlineData("MaxData", "3000000", "initial_max_data", "3000000")]
+    [InlineData("MaxStreamData", "200000", "initial_max_stream_data_bidi_remote", "200000")]
+    [InlineData("MaxStreamData", "200000", "initial_max_stream_data_uni", "200000")]
+    [InlineData("MaxDatagramFrameSize", "1200", "max_datagram_frame_size", "1200")]
+    public async Task Key_ReachesServerTransportParameters(string key, string value, string parameter, string expected)
+    {
+        PeerResult defaults = await FetchAsync([]);
+        PeerResult configured = await FetchAsync([$"--ManagedQuic:{key}={value}"]);
+        output.WriteLine($"{parameter}: default {defaults.ServerTransportParameter(parameter)}, configured {configured.ServerTransportParameter(parameter)}");
+        Assert.NotEqual(expected, defaults.ServerTransportParameter(parameter));
+        Assert.Equal(expected, configured.ServerTransportParameter(parameter));
+    }
+
+    [Fact]
+    public async Task EnvironmentVariable_ManagedQuicMaxData_ReachesTransportParameters()
+    {
+        Environment.SetEnvironmentVariable("ManagedQuic__MaxData", "2500000");
+        try
+        {
+            PeerResult r = await FetchAsync([]);
+            Assert.Equal("2500000", r.ServerTransportParameter("initial_max_data"));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("ManagedQuic__MaxData", null);
+        }
+    }
+
+    [Fact]
+    public async Task UseManagedQuicAction_AppliesAfterConfiguration()
+    {
+        PeerResult r = await FetchAsync(["--ManagedQuic:MaxData=3000000"], b => b.WebHost.UseManagedQuic(o => o.MaxData = 2_000_000));
+        Assert.Equal("2000000", r.ServerTransportParameter("initial_max_data"));
+    }
+
+    [Theory]
+    [InlineData(8)]
+    [InlineData(12)]
+    [InlineData(20)]
+    public async Task ConnectionIdLength_SetsServerConnectionIdLength(int length)
+    {
+        PeerResult r = await FetchAsync([$"--ManagedQuic:ConnectionIdLength={length}"]);
+        string? scid = r.ServerTransportParameter("initial_source_connection_id");
+        Assert.NotNull(scid);
+        Assert.Equal(2 + (2 * length), scid.Length); // "0x" + hex
+    }
+
+    [Fact]
+    public async Task RetryAlways_ClientReceivesRetry_RetryNever_DoesNot()
+    {
+        PeerResult always = await FetchAsync(["--ManagedQuic:Retry=Always"]);
+        Assert.Contains("type=Retry", always.StandardError);
+        Assert.NotNull(always.ServerTransportParameter("retry_source_connection_id"));
+        PeerResult never = await FetchAsync(["--ManagedQuic:Retry=Never"]);
+        Assert.DoesNotContain("type=Retry", never.StandardError);
+        Assert.Null(never.ServerTransportParameter("retry_source_connection_id"));
+    }
+
+    [Fact]
+    public async Task SecretsLogFile_ReceivesTheConnectionSecrets()
+    {
+        string file = Path.Combine(Directory.CreateTempSubdirectory("kq-secrets-").FullName, "keys.log");
+        try
+        {
+            await FetchAsync([$"--ManagedQuic:SecretsLogFile={file}"]);
+            string[] lines = await File.ReadAllLinesAsync(file);
+            foreach (string label in new[] { "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0" })
+            {
+                Assert.Contains(lines, l => Regex.IsMatch(l, $"^{label} [0-9a-f]{{64}} [0-9a-f]{{64,96}}$"));
+            }
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(file)!, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("NewReno", "NewRenoCongestionController")]
+    [InlineData("Cubic", "CubicCongestionController")]
+    public async Task CongestionControl_SelectsTheConnectionsController(string value, string controllerType)
+    {
+        string? seen = null;
+        await using TestServer server = await TestServer.StartAsync([$"--ManagedQuic:CongestionControl={value}"], map: app => app.MapGet("/cc", (HttpContext context) =>
+        {
+            // The engine keeps the controller private; the test looks at its type through the public feature.
+            QuicConnection connection = context.Features.Get<IManagedQuicConnectionFeature>()!.Connection;
+            object handle = typeof(QuicConnection).GetProperty("Handle", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(connection)!;
+            object core = handle.GetType().GetProperty("Core")!.GetValue(handle)!;
+            seen = core.GetType().GetField("_congestion", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(core)!.GetType().Name;
+            return seen;
+        }));
+        PeerResult r = await Peers.GtlsClientAsync(server.Port, ["--exit-on-all-streams-close"], $"{server.Origin}/cc");
+        Assert.True(r.ExitCode == 0, r.Tail);
+        Assert.Equal(controllerType, seen);
+    }
+
+    [Theory]
+    [InlineData("SocketReceiveBufferSize", "rb")]
+    [InlineData("SocketSendBufferSize", "tb")]
+    public async Task SocketBufferSize_SetsTheUdpSocketBuffer(string key, string skmemField)
+    {
+        const int size = 100_000;
+        await using TestServer server = await TestServer.StartAsync([$"--ManagedQuic:{key}={size}"]);
+        PeerResult ss = await Peers.RunAsync("ss", ["-uampn", $"sport = :{server.Port}"]);
+        output.WriteLine(ss.StandardOutput);
+        Match m = Regex.Match(ss.StandardOutput, $@"\b{skmemField}(\d+)");
+        Assert.True(m.Success, ss.StandardOutput);
+        // Linux doubles SO_RCVBUF/SO_SNDBUF for its bookkeeping, capped by net.core.[rw]mem_max.
+        string max = await File.ReadAllTextAsync(skmemField == "rb" ? "/proc/sys/net/core/rmem_max" : "/proc/sys/net/core/wmem_max");
+        long expected = 2L * Math.Min(size, long.Parse(max.Trim(), CultureInfo.InvariantCulture));
+        Assert.Equal(expected, long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
+    }
+
+    [Theory]
+    [InlineData("--ManagedQuic:ConnectionIdLength=99", "ManagedQuic:ConnectionIdLength")]
+    [InlineData("--ManagedQuic:MaxData=1", "ManagedQuic:MaxData")]
+    [InlineData("--ManagedQuic:CongestionControl=Vegas", "ManagedQuic:CongestionControl")]
+    [InlineData("--ManagedQuic:Retry=Sometimes", "ManagedQuic:Retry")]
+    [InlineData("--ManagedQuic:IdleTimeout=soon", "ManagedQuic:IdleTimeout")]
+    [InlineData("--ManagedQuic:MaxStreams=5", "MaxStreams")]
+    [InlineData("--ManagedQuic:MaxUnidirectionalStreams=2", "ManagedQuic:MaxUnidirectionalStreams must be at least 3")]
+    [InlineData("--ManagedQuic:MaxBidirectionalStreams=0", "ManagedQuic:MaxBidirectionalStreams must be at least 1")]
+    public async Task BadValue_FailsStartup_NamingTheKey(string arg, string named)
+    {
+        WebApplication app = TestServer.Build([arg], out _);
+        try
+        {
+            Exception? e = await Record.ExceptionAsync(() => app.StartAsync());
+            Assert.NotNull(e);
+            output.WriteLine(e.Message);
+            Assert.Contains(named, e.ToString(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            await app.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task KestrelSection_PemCertificateAndProtocols_ServeHttp3()
+    {
+        string dir = Directory.CreateTempSubdirectory("kq-pem-").FullName;
+        try
+        {
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
+            var san = new SubjectAlternativeNameBuilder();
+            san.AddDnsName("localhost");
+            request.CertificateExtensions.Add(san.Build());
+            using X509Certificate2 certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(10));
+            await File.WriteAllTextAsync(Path.Combine(dir, "cert.pem"), certificate.ExportCertificatePem());
+            await File.WriteAllTextAsync(Path.Combine(dir, "key.pem"), key.ExportPkcs8PrivateKeyPem());
+
+            await using TestServer server = await TestServer.StartAsync(
+            [
+                $"--Kestrel:Certificates:Default:Path={Path.Combine(dir, "cert.pem")}",
+                $"--Kestrel:Certificates:Default:KeyPath={Path.Combine(dir, "key.pem")}",
+                "--Kestrel:EndpointDefaults:Protocols=Http3",
+            ]);
+            Assert.Null(server.Spki); // no ephemeral certificate: the configured one is used
+
+            // Chromium accepts the server only if it presents the PEM certificate (its SPKI is the one pinned).
+            PeerResult r = await Peers.ChromiumDumpDomAsync(server.Port, Http3ServerApp.GetSpkiHash(certificate), $"{server.Origin}/");
+            Assert.Contains("<span id=\"protocol\">HTTP/3</span>", r.StandardOutput);
+            Assert.Contains("GET / HTTP/3", server.Requests);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("alpha.test")]
+    [InlineData("beta.test")]
+    public async Task KestrelSniSection_ChoosesTheCertificateByServerName(string host)
+    {
+        string dir = Directory.CreateTempSubdirectory("kq-sni-").FullName;
+        try
+        {
+            var spki = new Dictionary<string, string>();
+            foreach (string name in new[] { "alpha.test", "beta.test" })
+            {
+                using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+                var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
+                var san = new SubjectAlternativeNameBuilder();
+                san.AddDnsName(name);
+                request.CertificateExtensions.Add(san.Build());
+                using X509Certificate2 certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(10));
+                await File.WriteAllTextAsync(Path.Combine(dir, name + ".pem"), certificate.ExportCertificatePem());
+                await File.WriteAllTextAsync(Path.Combine(dir, name + ".key"), key.ExportPkcs8PrivateKeyPem());
+                spki[name] = Http3ServerApp.GetSpkiHash(certificate);
+            }
+
+            // Endpoint SNI from configuration: Kestrel hands the transport a per-connection TLS callback.
+            await using TestServer server = await TestServer.StartAsync(port =>
+            [
+                $"--Kestrel:Endpoints:Quic:Url=https://127.0.0.1:{port}",
+                "--Kestrel:Endpoints:Quic:Protocols=Http3",
+                $"--Kestrel:Endpoints:Quic:Sni:alpha.test:Certificate:Path={Path.Combine(dir, "alpha.test.pem")}",
+                $"--Kestrel:Endpoints:Quic:Sni:alpha.test:Certificate:KeyPath={Path.Combine(dir, "alpha.test.key")}",
+                $"--Kestrel:Endpoints:Quic:Sni:beta.test:Certificate:Path={Path.Combine(dir, "beta.test.pem")}",
+                $"--Kestrel:Endpoints:Quic:Sni:beta.test:Certificate:KeyPath={Path.Combine(dir, "beta.test.key")}",
+            ]);
+
+            // Chromium trusts only the SPKI of the certificate for the name it asks for.
+            PeerResult r = await Peers.ChromiumDumpDomAsync(server.Port, spki[host], $"https://{host}:{server.Port}/", host);
+            Assert.True(r.StandardOutput.Contains("<span id=\"protocol\">HTTP/3</span>", StringComparison.Ordinal), r.Tail);
+
+            // And the other name's certificate is not what this name gets.
+            string other = spki.Keys.Single(k => k != host);
+            PeerResult wrong = await Peers.ChromiumDumpDomAsync(server.Port, spki[other], $"https://{host}:{server.Port}/", host);
+            Assert.DoesNotContain("<span id=\"protocol\">", wrong.StandardOutput, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static async Task<PeerResult> FetchAsync(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        await using TestServer server = await TestServer.StartAsync(args, configure: configure);
+        PeerResult r = await Peers.GtlsClientAsync(server.Port, ["--exit-on-all-streams-close"], $"{server.Origin}/bytes/10");
+        Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
+        Assert.Contains("GET /bytes/10 HTTP/3", server.Requests);
+        return r;
+    }
+}

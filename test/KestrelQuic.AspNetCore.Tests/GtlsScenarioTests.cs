@@ -1,0 +1,121 @@
+using Http3Server;
+
+namespace KestrelQuic.AspNetCore.Tests;
+
+/// <summary>Kestrel over the engine under what ngtcp2's client can throw at it: many requests, loss, key update, resumption, migration, cipher and group choices.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class GtlsScenarioTests(ITestOutputHelper output)
+{
+    private const string Quiet = "--no-quic-dump";
+
+    [Fact]
+    public async Task ThousandRequests_OnOneConnection_AllServedOverHttp3()
+    {
+        await using TestServer server = await TestServer.StartAsync();
+        PeerResult r = await Peers.GtlsClientAsync(server.Port, ["--exit-on-all-streams-close", Quiet, "--no-http-dump", "-n", "1000"], $"{server.Origin}/bytes/100");
+        Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
+        Assert.Equal(1000, server.Requests.Count(e => e == "GET /bytes/100 HTTP/3"));
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(r.StandardError, "remote transport_parameters initial_max_data="));
+    }
+
+    [Fact]
+    public async Task TenPercentLossEachWay_DownloadIsExact()
+    {
+        await using TestServer server = await TestServer.StartAsync();
+        await DownloadAsync(server, 1024 * 1024, ["-t", "0.1", "-r", "0.1"]);
+    }
+
+    [Fact]
+    public async Task KeyUpdate_DuringDownload_DownloadIsExact()
+    {
+        await using TestServer server = await TestServer.StartAsync();
+        PeerResult r = await DownloadAsync(server, 4 * 1024 * 1024, ["--key-update=1ms"]);
+        Assert.Contains("key update", r.StandardError, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Theory]
+    [InlineData("NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305", null)]
+    [InlineData("NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-256-GCM", null)]
+    [InlineData(null, "-GROUP-ALL:+GROUP-SECP256R1")]
+    public async Task CipherOrGroupRestricted_HandshakeAndDownloadSucceed(string? ciphers, string? groups)
+    {
+        await using TestServer server = await TestServer.StartAsync();
+        var options = new List<string>();
+        if (ciphers is not null) options.Add($"--ciphers={ciphers}");
+        if (groups is not null) options.Add($"--groups={groups}");
+        await DownloadAsync(server, 100_000, options);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ClientAddressChange_DuringUpload_EchoIsExact(bool natRebinding)
+    {
+        // An upload keeps the client sending after the change, so the server sees the new address (a client that
+        // only receives goes silent after --nat-rebinding and stalls against any server, ngtcp2's own included).
+        await using TestServer server = await TestServer.StartAsync();
+        string dir = Directory.CreateTempSubdirectory("kq-migrate-").FullName;
+        try
+        {
+            byte[] data = new byte[4 * 1024 * 1024];
+            new Random(7).NextBytes(data);
+            string body = Path.Combine(dir, "body.bin");
+            await File.WriteAllBytesAsync(body, data);
+            string downloads = Directory.CreateDirectory(Path.Combine(dir, "out")).FullName;
+            var options = new List<string> { "--exit-on-all-streams-close", Quiet, "--no-http-dump", "--change-local-addr=5ms", "-m", "POST", $"--data={body}", $"--download={downloads}" };
+            if (natRebinding) options.Add("--nat-rebinding");
+            PeerResult r = await Peers.GtlsClientAsync(server.Port, options, $"{server.Origin}/echo");
+            Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
+            Assert.Contains("Local address is now", r.StandardError, StringComparison.Ordinal);
+            byte[] echoed = await File.ReadAllBytesAsync(Path.Combine(downloads, "echo"));
+            Assert.True(data.AsSpan().SequenceEqual(echoed), "echoed body differs");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task SecondConnection_ResumesWithZeroRtt_EarlyDataAccepted()
+    {
+        await using TestServer server = await TestServer.StartAsync(["--ManagedQuic:EnableEarlyData=true"]);
+        string dir = Directory.CreateTempSubdirectory("kq-resume-").FullName;
+        try
+        {
+            string[] options = ["--exit-on-all-streams-close", $"--session-file={Path.Combine(dir, "session")}", $"--tp-file={Path.Combine(dir, "tp")}"];
+            PeerResult first = await Peers.GtlsClientAsync(server.Port, options, $"{server.Origin}/bytes/10");
+            Assert.True(first.ExitCode == 0, first.Tail);
+            Assert.True(File.Exists(Path.Combine(dir, "session")), "no session ticket was saved");
+            PeerResult second = await Peers.GtlsClientAsync(server.Port, options, $"{server.Origin}/bytes/20");
+            Assert.True(second.ExitCode == 0, second.Tail);
+            output.WriteLine(string.Join('\n', second.StandardError.Split('\n').Where(l => l.Contains("arly", StringComparison.Ordinal) || l.Contains("esum", StringComparison.Ordinal))));
+            Assert.Contains("0RTT", second.StandardError, StringComparison.Ordinal);
+            Assert.DoesNotContain("Early data was rejected", second.StandardError, StringComparison.OrdinalIgnoreCase);
+            Assert.Contains("GET /bytes/20 HTTP/3", server.Requests);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private async Task<PeerResult> DownloadAsync(TestServer server, int size, IEnumerable<string> extra)
+    {
+        string dir = Directory.CreateTempSubdirectory("kq-dl-").FullName;
+        try
+        {
+            var started = DateTime.UtcNow;
+            PeerResult r = await Peers.GtlsClientAsync(server.Port, ["--exit-on-all-streams-close", Quiet, "--no-http-dump", $"--download={dir}", .. extra], $"{server.Origin}/bytes/{size}");
+            output.WriteLine($"{size} bytes in {(DateTime.UtcNow - started).TotalMilliseconds:F0} ms");
+            Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
+            byte[] downloaded = await File.ReadAllBytesAsync(Path.Combine(dir, size.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            Assert.True(Http3ServerApp.CreatePattern(size).AsSpan().SequenceEqual(downloaded), $"downloaded {downloaded.Length} bytes, content differs");
+            return r;
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
