@@ -30,5 +30,10 @@ public sealed record QuicCloseReason
     public override string ToString() =>
         IdleTimeout ? "idle timeout" :
         StatelessReset ? "stateless reset" :
-        $"{(ClosedByPeer ? "peer" : "local")} {(IsApplicationError ? "application" : "transport")} error 0x{ErrorCode:x}{(IsApplicationError ? string.Empty : $" ({(TransportErrorCode)ErrorCode})")}: {Reason}";
+        $"{(ClosedByPeer ? "peer" : "local")} {(IsApplicationError ? "application" : "transport")} error 0x{ErrorCode:x}{(IsApplicationError ? string.Empty : $" ({ErrorName(ErrorCode)})")}: {Reason}";
+
+    // RFC 9001 §4.8: 0x100-0x1ff carry a TLS alert.
+    private static string ErrorName(ulong code) => code is >= 0x100 and <= 0x1ff
+        ? "crypto_error " + Diagnostics.QuicMetrics.SnakeCase(((Tls.TlsAlert)(byte)(code - 0x100)).ToString())
+        : ((TransportErrorCode)code).ToString();
 }

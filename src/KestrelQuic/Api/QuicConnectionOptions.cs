@@ -86,6 +86,13 @@ public sealed class QuicListenerOptions
     /// <summary>Stateless resets sent per second at most.</summary>
     public int StatelessResetsPerSecond { get; set; } = 100;
 
+    /// <summary>
+    /// Session tickets remembered to accept each ticket's 0-RTT data at most once (RFC 8446 §8.1), about 60 bytes
+    /// each, until the ticket expires. When full, early data is rejected (the handshake continues in 1-RTT) until
+    /// tickets expire. Default 100,000.
+    /// </summary>
+    public int MaxEarlyDataTickets { get; set; } = 100_000;
+
     /// <summary>Error code used when an accepted stream is disposed before its peer finished (STOP_SENDING).</summary>
     public long DefaultStreamErrorCode { get; set; }
 

@@ -55,6 +55,7 @@ public sealed class QuicListener : IAsyncDisposable
             throw new ArgumentException("A server certificate (Configuration.Certificate or ServerCertificateSelector) or a ConnectionOptionsCallback is required.", nameof(options));
         }
 
+        if (options.MaxEarlyDataTickets < 1) throw new ArgumentException("MaxEarlyDataTickets must be at least 1.", nameof(options));
         if (options.StaticKey is { Length: < 32 }) throw new ArgumentException("StaticKey must hold at least 32 bytes.", nameof(options));
         ILogger? logger = options.LoggerFactory?.CreateLogger(Diagnostics.QuicLog.CategoryName);
         var settings = new EndpointSettings
@@ -66,6 +67,7 @@ public sealed class QuicListener : IAsyncDisposable
             MaxConnections = options.MaxConnections,
             MaxHandshakes = options.MaxHandshakes,
             StatelessResetsPerSecond = options.StatelessResetsPerSecond,
+            EarlyDataAntiReplayCapacity = options.MaxEarlyDataTickets,
             DeferServerConfiguration = options.ConnectionOptionsCallback is not null,
         };
         QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(options.ListenEndPoint, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: false, logger);

@@ -40,6 +40,7 @@ public sealed class QuicStream : Stream, IDuplexPipe
     private bool _writesCompleted;
     private bool _released;
     private bool _disposed;
+    private bool _earlyData;
     private PipeReader? _input;
     private PipeWriter? _output;
 
@@ -53,6 +54,7 @@ public sealed class QuicStream : Stream, IDuplexPipe
         bool local = StreamId.IsLocallyInitiated(id, isServer);
         CanReadCore = Type == QuicStreamType.Bidirectional || !local;
         CanWriteCore = Type == QuicStreamType.Bidirectional || local;
+        _earlyData = handle.Core.GetStream(id) is { ReceivedEarlyData: true }; // constructed under the endpoint lock
         if (!CanReadCore)
         {
             _readFinished = true;
@@ -135,7 +137,34 @@ public sealed class QuicStream : Stream, IDuplexPipe
 
     private bool CanWriteCore { get; }
 
+    /// <summary>
+    /// True when some of this stream's data arrived in 0-RTT packets (early data, RFC 9001 §4.6.1). The server accepts
+    /// a session ticket's early data only once, but an attacker can still replay it to another server sharing the
+    /// ticket key: act on such a request only when it is safe
+    /// to repeat (idempotent), or wait for <see cref="QuicConnection"/>'s handshake to complete and refuse it (e.g.
+    /// HTTP 425 Too Early, RFC 8470). Check it after reading the request: it reflects every byte read so far.
+    /// Always false on a client (servers cannot send 0-RTT).
+    /// </summary>
+    public bool IsEarlyData
+    {
+        get
+        {
+            if (_earlyData) return true;
+            lock (_endpoint.Lock)
+            {
+                RefreshEarlyData();
+                return _earlyData;
+            }
+        }
+    }
+
     private ulong StreamIdValue => (ulong)Id;
+
+    // Under the endpoint lock: the core forgets the stream once it is closed, so remember the flag here.
+    private void RefreshEarlyData()
+    {
+        if (!_earlyData && _handle.Core.GetStream(StreamIdValue) is { ReceivedEarlyData: true }) _earlyData = true;
+    }
 
     /// <inheritdoc />
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
@@ -149,6 +178,7 @@ public sealed class QuicStream : Stream, IDuplexPipe
                 if (_readError is not null) throw _readError;
                 if (_readFinished || _released) return 0;
                 if (buffer.IsEmpty) return 0;
+                RefreshEarlyData();
                 int n = _handle.Core.ReadStream(StreamIdValue, buffer.Span, out bool finished);
                 if (finished)
                 {

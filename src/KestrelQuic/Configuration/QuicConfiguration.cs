@@ -160,7 +160,11 @@ public sealed class QuicConfiguration
     /// <summary>Client: a session ticket from an earlier connection (as delivered by the session ticket event) to resume with.</summary>
     public byte[]? SessionTicket { get; set; }
 
-    /// <summary>Client: send 0-RTT data when resuming; server: accept 0-RTT. Default false (0-RTT data can be replayed).</summary>
+    /// <summary>
+    /// Client: send 0-RTT data when resuming; server: accept 0-RTT, each session ticket's at most once per listener.
+    /// Default false. 0-RTT data can still be replayed to another server sharing the ticket key: serve only safe
+    /// (idempotent) requests from streams whose <see cref="QuicStream.IsEarlyData"/> is true.
+    /// </summary>
     public bool EnableEarlyData { get; set; }
 
     /// <summary>Server: 32-byte key that encrypts session tickets; share it between instances to resume across them. Random when null.</summary>

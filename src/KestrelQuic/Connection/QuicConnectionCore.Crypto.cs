@@ -83,6 +83,13 @@ internal sealed partial class QuicConnectionCore
     private PacketProtectionKeys? _halfRttWriteKeys;
 
     /// <summary>Acts on what the TLS state machine learned: peer transport parameters, completion, 0-RTT.</summary>
+    /// <summary>CRYPTO_ERROR for a TLS alert we raise, with the handshake's reason (e.g. why a certificate was refused).</summary>
+    private TransportError TlsFailure(TlsAlert alert)
+    {
+        string name = Diagnostics.QuicMetrics.SnakeCase(alert.ToString());
+        return TransportError.Crypto((byte)alert, _tls.FailureReason is { Length: > 0 } reason ? $"TLS alert {name}: {reason}" : $"TLS alert {name}");
+    }
+
     private void AfterTlsProgress(long now)
     {
         if (!_peerParametersApplied && _tls.PeerTransportParameters is byte[] raw)

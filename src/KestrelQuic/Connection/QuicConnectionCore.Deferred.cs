@@ -105,7 +105,7 @@ internal sealed partial class QuicConnectionCore
         TlsAlert? alert = _tls.ProcessCryptoData(EncryptionLevel.Initial, hello.AsSpan(0, length));
         if (alert is TlsAlert a)
         {
-            CloseWithError(TransportError.Crypto((byte)a, $"TLS alert {a}"), now);
+            CloseWithError(TlsFailure(a), now);
             return;
         }
 

@@ -472,7 +472,7 @@ internal sealed partial class QuicConnectionCore
                 return ProcessDatagramFrame(frame.Data, type, out error);
 
             default:
-                return ProcessStreamFrame(ref frame, now, out error);
+                return ProcessStreamFrame(ref frame, packetType == PacketType.ZeroRtt, now, out error);
         }
     }
 
@@ -545,7 +545,7 @@ internal sealed partial class QuicConnectionCore
             s.CryptoReceive.Advance(n);
             if (alert is TlsAlert a)
             {
-                error = TransportError.Crypto((byte)a, $"TLS alert {a}");
+                error = TlsFailure(a);
                 return false;
             }
 

@@ -206,8 +206,8 @@ internal sealed partial class QuicConnectionCore
         return true;
     }
 
-    /// <summary>STREAM, RESET_STREAM, STOP_SENDING, MAX_* and *_BLOCKED frames.</summary>
-    private bool ProcessStreamFrame(ref Frame frame, long now, out TransportError error)
+    /// <summary>STREAM, RESET_STREAM, STOP_SENDING, MAX_* and *_BLOCKED frames; <paramref name="zeroRtt"/> when the packet was 0-RTT.</summary>
+    private bool ProcessStreamFrame(ref Frame frame, bool zeroRtt, long now, out TransportError error)
     {
         error = default;
         ulong type = (ulong)frame.Type;
@@ -279,6 +279,8 @@ internal sealed partial class QuicConnectionCore
         {
             case FrameType.Stream:
             {
+                // RFC 9001 §9.2: data from 0-RTT may be a replay; the application decides what it may act on.
+                if (zeroRtt) stream.ReceivedEarlyData = true;
                 long before = stream.Receive!.ReadableBytes;
                 bool wasFin = stream.Receive.IsFinReceived;
                 if (!stream.OnStreamFrame((long)frame.Offset, frame.Data, frame.Fin, out error))

@@ -78,9 +78,10 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private readonly IQlogSink? _qlog;
     private ConnectionState _state = ConnectionState.Handshake;
 
-    private QuicConnectionCore(QuicConfiguration config, bool isServer, uint version, byte[] originalDcid, EndPoint? remoteAddress, long now, Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null, IConnectionTracerFactory? tracers = null)
+    private QuicConnectionCore(QuicConfiguration config, bool isServer, uint version, byte[] originalDcid, EndPoint? remoteAddress, long now, Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null, IConnectionTracerFactory? tracers = null, EarlyDataAntiReplay? antiReplay = null)
     {
         _config = config;
+        AntiReplay = antiReplay;
         _tracers = tracers;
         KeyLog = tracers?.CreateKeyLog(config);
         _qlog = tracers?.CreateQlog(config, isServer, originalDcid, now);
@@ -114,6 +115,9 @@ internal sealed partial class QuicConnectionCore : IDisposable
     internal static Func<ReadOnlySpan<byte>, byte[]>? StatelessResetTokenGeneratorOverride { get; set; }
 
     private Func<ReadOnlySpan<byte>, byte[]>? StatelessResetTokenGenerator => ResetTokenGenerator ?? StatelessResetTokenGeneratorOverride;
+
+    /// <summary>Server: the server-wide register that makes tickets single-use for 0-RTT; null rejects all early data.</summary>
+    internal EarlyDataAntiReplay? AntiReplay { get; }
 
     /// <summary>Reset token derivation for this connection's local IDs (set by the endpoint before the connection is created).</summary>
     internal Func<ReadOnlySpan<byte>, byte[]>? ResetTokenGenerator { get; }
@@ -210,10 +214,11 @@ internal sealed partial class QuicConnectionCore : IDisposable
         Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null,
         byte[]? localConnectionId = null,
         bool deferConfiguration = false,
-        IConnectionTracerFactory? tracers = null)
+        IConnectionTracerFactory? tracers = null,
+        EarlyDataAntiReplay? antiReplay = null)
     {
         byte[] odcid = originalDestinationConnectionId ?? clientDestinationConnectionId.ToArray();
-        var connection = new QuicConnectionCore(config, isServer: true, version, odcid, remoteAddress, now, resetTokenGenerator, tracers);
+        var connection = new QuicConnectionCore(config, isServer: true, version, odcid, remoteAddress, now, resetTokenGenerator, tracers, antiReplay);
         connection._retrySourceConnectionId = retrySourceConnectionId;
         connection._peerAddressValidated = addressValidated;
         connection._awaitingConfiguration = deferConfiguration;

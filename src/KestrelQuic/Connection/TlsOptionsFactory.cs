@@ -52,6 +52,7 @@ internal static class TlsOptionsFactory
             };
             options.SessionTicketKey = EffectiveSessionTicketKey(config);
             options.AcceptEarlyData = connection.IsEarlyDataCompatible;
+            options.AntiReplay = connection.AntiReplay;
         }
         else
         {

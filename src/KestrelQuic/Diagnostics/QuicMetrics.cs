@@ -61,6 +61,8 @@ internal static class QuicMetrics
         s_meter.CreateObservableCounter("kestrelquic.retries_sent", () => Collect().RetrySent, "{packet}", "Retry packets sent by servers.");
         s_meter.CreateObservableCounter("kestrelquic.stateless_resets_sent", () => Collect().StatelessResetsSent, "{packet}", "Stateless resets sent.");
         s_meter.CreateObservableCounter("kestrelquic.datagrams.dropped", DroppedDatagrams, "{datagram}", "Datagrams dropped before reaching a connection, by kestrelquic.drop_reason.");
+        s_meter.CreateObservableCounter("kestrelquic.tokens.rejected", () => Collect().InvalidTokens, "{token}", "Retry and NEW_TOKEN tokens that failed validation (forged, altered, expired, another address or kind).");
+        s_meter.CreateObservableCounter("kestrelquic.early_data.rejected", EarlyDataRejected, "{connection}", "0-RTT refused by the anti-replay register, by kestrelquic.drop_reason (replay, register_full).");
     }
 
     /// <summary>Whether anything listens to the per-connection instruments (spares the work when nobody does).</summary>
@@ -158,6 +160,16 @@ internal static class QuicMetrics
         ];
     }
 
+    private static IEnumerable<Measurement<long>> EarlyDataRejected()
+    {
+        MetricsTotals t = Collect();
+        return
+        [
+            new Measurement<long>(t.EarlyDataReplays, new KeyValuePair<string, object?>(ReasonTag, "replay")),
+            new Measurement<long>(t.EarlyDataRegisterFull, new KeyValuePair<string, object?>(ReasonTag, "register_full")),
+        ];
+    }
+
     private static IEnumerable<Measurement<long>> DroppedDatagrams()
     {
         MetricsTotals t = Collect();
@@ -191,9 +203,15 @@ internal struct MetricsTotals
     public long DroppedUnsupportedVersion;
     public long DroppedResponseQueueFull;
     public long ConnectionsRefused;
+    public long InvalidTokens;
+    public long EarlyDataReplays;
+    public long EarlyDataRegisterFull;
 
     public void Add(in MetricsTotals o)
     {
+        InvalidTokens += o.InvalidTokens;
+        EarlyDataReplays += o.EarlyDataReplays;
+        EarlyDataRegisterFull += o.EarlyDataRegisterFull;
         PacketsSent += o.PacketsSent;
         PacketsReceived += o.PacketsReceived;
         BytesSent += o.BytesSent;
@@ -224,6 +242,7 @@ internal struct MetricsTotals
 
     public void Add(EndpointStatistics s)
     {
+        InvalidTokens += s.InvalidTokens;
         RetrySent += s.RetrySent;
         StatelessResetsSent += s.StatelessResetsSent;
         DroppedMalformed += s.DroppedMalformed;

@@ -37,6 +37,9 @@ internal sealed class EndpointSettings
     /// <summary>Creates each connection's optional trace sinks (secrets log, qlog); null: none.</summary>
     public Diagnostics.IConnectionTracerFactory? Tracers { get; init; }
 
+    /// <summary>Server: session tickets remembered to make 0-RTT single-use; when full, early data is rejected.</summary>
+    public int EarlyDataAntiReplayCapacity { get; init; } = Tls.EarlyDataAntiReplay.DefaultCapacity;
+
     public TimeSpan RetryTokenLifetime { get; init; } = TimeSpan.FromSeconds(10);
 
     public TimeSpan NewTokenLifetime { get; init; } = TimeSpan.FromDays(1);
@@ -91,6 +94,7 @@ internal sealed class QuicEndpointCore : IDisposable
     private readonly int _cidLength;
     private readonly StatelessResetTokenGenerator _resetTokens;
     private readonly AddressValidationTokens _addressTokens;
+    private readonly Tls.EarlyDataAntiReplay? _antiReplay;
     private readonly Func<ReadOnlySpan<byte>, byte[]> _resetTokenFunc;
     private readonly Dictionary<byte[], EndpointConnection> _byConnectionId = new(ConnectionIdComparer.Instance);
     private readonly Dictionary<byte[], EndpointConnection>.AlternateLookup<ReadOnlySpan<byte>> _byConnectionIdSpan;
@@ -134,6 +138,7 @@ internal sealed class QuicEndpointCore : IDisposable
         _byConnectionIdSpan = _byConnectionId.GetAlternateLookup<ReadOnlySpan<byte>>();
         _supportedVersions = (_serverConfig?.SupportedVersions ?? [QuicVersion.Version1, QuicVersion.Version2]).ToArray();
         _resetBudget = settings.StatelessResetsPerSecond;
+        if (_serverConfig is not null) _antiReplay = new Tls.EarlyDataAntiReplay(settings.EarlyDataAntiReplayCapacity);
     }
 
     public EndpointStatistics Statistics { get; } = new();
@@ -153,6 +158,9 @@ internal sealed class QuicEndpointCore : IDisposable
     internal StatelessResetTokenGenerator ResetTokens => _resetTokens;
 
     internal AddressValidationTokens AddressTokens => _addressTokens;
+
+    /// <summary>Server: the register shared by this endpoint's connections that makes 0-RTT single-use per ticket.</summary>
+    internal Tls.EarlyDataAntiReplay? AntiReplay => _antiReplay;
 
     /// <summary>The earliest connection timer; <see cref="long.MaxValue"/> when none is armed.</summary>
     public long NextTimeout
@@ -438,13 +446,24 @@ internal sealed class QuicEndpointCore : IDisposable
             addressValidated: validated,
             resetTokenGenerator: _resetTokenFunc,
             deferConfiguration: _settings.DeferServerConfiguration,
-            tracers: _settings.Tracers);
+            tracers: _settings.Tracers,
+            antiReplay: _antiReplay);
+        byte[] clientDcid = dcid.ToArray();
+        core.ReceiveDatagram(datagram, remote, now);
+        if (core.Statistics.PacketsReceived == 0)
+        {
+            // Nothing decrypted with the Initial keys of its DCID: forged or corrupted. Keep no state for it, or a
+            // flood of such datagrams would hold handshake slots until they time out.
+            Statistics.DroppedMalformed++;
+            core.Dispose();
+            return;
+        }
+
         EndpointConnection connection = Track(core);
         // Retransmitted Initials and 0-RTT packets still carry the client's DCID until it sees our SCID.
-        Route(connection, dcid.ToArray());
+        Route(connection, clientDcid);
         Statistics.ConnectionsAccepted++;
         _events.Enqueue(new EndpointEvent(EndpointEventKind.ConnectionAccepted, connection));
-        core.ReceiveDatagram(datagram, remote, now);
         AfterOperation(connection);
     }
 

@@ -74,6 +74,9 @@ internal sealed class StreamState
 
     public ulong Id { get; }
 
+    /// <summary>True once any STREAM frame of this stream arrived in a 0-RTT packet (its data may be replayed).</summary>
+    public bool ReceivedEarlyData { get; set; }
+
     public bool IsBidirectional { get; }
 
     public QuicStreamType Type => IsBidirectional ? QuicStreamType.Bidirectional : QuicStreamType.Unidirectional;

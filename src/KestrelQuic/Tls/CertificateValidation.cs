@@ -10,9 +10,13 @@ internal static class CertificateValidation
     private const string ServerAuthOid = "1.3.6.1.5.5.7.3.1";
     private const string ClientAuthOid = "1.3.6.1.5.5.7.3.2";
 
-    /// <summary>Returns null when the certificate is accepted, else the alert to send.</summary>
-    public static TlsAlert? Validate(TlsOptions options, X509Certificate2 leaf, X509Certificate2Collection chainCertificates, bool peerIsServer, string? hostName)
+    /// <summary>
+    /// Returns null when the certificate is accepted, else the alert to send and, in <paramref name="reason"/>, what
+    /// failed (the chain status, the names the certificate holds, or the callback), for the error the application sees.
+    /// </summary>
+    public static TlsAlert? Validate(TlsOptions options, X509Certificate2 leaf, X509Certificate2Collection chainCertificates, bool peerIsServer, string? hostName, out string? reason)
     {
+        reason = null;
         if (options.DangerousAcceptAnyServerCertificate || !options.ValidateCertificate)
         {
             return null;
@@ -30,7 +34,8 @@ internal static class CertificateValidation
         }
 
         SslPolicyErrors errors = SslPolicyErrors.None;
-        if (!built || (!haveCustom && !options.UseSystemTrust))
+        bool noAnchors = !haveCustom && !options.UseSystemTrust;
+        if (!built || noAnchors)
         {
             errors |= SslPolicyErrors.RemoteCertificateChainErrors;
         }
@@ -42,7 +47,9 @@ internal static class CertificateValidation
 
         if (options.CertificateValidationCallback is { } callback)
         {
-            return callback(leaf, finalChain, errors) ? null : TlsAlert.BadCertificate;
+            if (callback(leaf, finalChain, errors)) return null;
+            reason = $"rejected by CertificateValidationCallback (policy errors: {errors})";
+            return TlsAlert.BadCertificate;
         }
 
         if (errors == SslPolicyErrors.None)
@@ -50,6 +57,8 @@ internal static class CertificateValidation
             return null;
         }
 
+        TlsAlert alert = TlsAlert.BadCertificate;
+        var text = new System.Text.StringBuilder();
         if ((errors & SslPolicyErrors.RemoteCertificateChainErrors) != 0)
         {
             X509ChainStatusFlags flags = X509ChainStatusFlags.NoError;
@@ -58,23 +67,61 @@ internal static class CertificateValidation
                 flags |= status.Status;
             }
 
-            if ((flags & X509ChainStatusFlags.NotTimeValid) != 0)
+            if (noAnchors)
             {
-                return TlsAlert.CertificateExpired;
+                text.Append("no trust anchors (UseSystemTrust is off and TrustedCertificateAuthorities is empty)");
+                alert = TlsAlert.UnknownCa;
             }
-
-            if ((flags & X509ChainStatusFlags.Revoked) != 0)
+            else
             {
-                return TlsAlert.CertificateRevoked;
-            }
-
-            if ((flags & (X509ChainStatusFlags.UntrustedRoot | X509ChainStatusFlags.PartialChain)) != 0 || !built)
-            {
-                return TlsAlert.UnknownCa;
+                text.Append($"chain of '{leaf.Subject}' is not valid: {(flags == X509ChainStatusFlags.NoError ? "chain not built" : flags.ToString())}");
+                if ((flags & X509ChainStatusFlags.NotTimeValid) != 0)
+                {
+                    text.Append($" (valid {leaf.NotBefore.ToUniversalTime():u} to {leaf.NotAfter.ToUniversalTime():u}, now {options.TimeProvider.GetUtcNow().UtcDateTime:u})");
+                    alert = TlsAlert.CertificateExpired;
+                }
+                else if ((flags & X509ChainStatusFlags.Revoked) != 0)
+                {
+                    alert = TlsAlert.CertificateRevoked;
+                }
+                else if ((flags & (X509ChainStatusFlags.UntrustedRoot | X509ChainStatusFlags.PartialChain)) != 0 || !built)
+                {
+                    alert = TlsAlert.UnknownCa;
+                }
             }
         }
 
-        return TlsAlert.BadCertificate;
+        if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+        {
+            if (text.Length > 0) text.Append("; ");
+            text.Append($"name mismatch: '{hostName}' is not among the certificate's names ({DescribeNames(leaf)})");
+        }
+
+        reason = text.ToString();
+        return alert;
+    }
+
+    private static string DescribeNames(X509Certificate2 leaf)
+    {
+        var names = new List<string>();
+        foreach (X509Extension extension in leaf.Extensions)
+        {
+            if (extension is X509SubjectAlternativeNameExtension san)
+            {
+                try
+                {
+                    foreach (string dns in san.EnumerateDnsNames()) names.Add("DNS:" + dns);
+                    foreach (System.Net.IPAddress ip in san.EnumerateIPAddresses()) names.Add("IP:" + ip);
+                }
+                catch (CryptographicException)
+                {
+                    names.Add("malformed subjectAltName");
+                }
+            }
+        }
+
+        if (names.Count == 0) names.Add(leaf.Subject);
+        return string.Join(", ", names.Take(8)) + (names.Count > 8 ? ", ..." : string.Empty);
     }
 
     private static X509Chain BuildChain(TlsOptions options, X509Certificate2 leaf, X509Certificate2Collection certificates, bool peerIsServer, bool custom, out bool built)

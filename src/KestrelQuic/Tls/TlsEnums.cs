@@ -129,6 +129,29 @@ public enum EarlyDataStatus
     Rejected,
 }
 
+/// <summary>Server: why offered early data was rejected (the handshake then continues in 1-RTT).</summary>
+internal enum EarlyDataRejection
+{
+    /// <summary>Not rejected (accepted, or not offered).</summary>
+    None,
+    /// <summary>The server does not accept early data.</summary>
+    Disabled,
+    /// <summary>The first offered PSK was not accepted (full handshake or another PSK).</summary>
+    NotResumed,
+    /// <summary>A HelloRetryRequest was sent (RFC 8446 §4.1.2).</summary>
+    HelloRetryRequest,
+    /// <summary>The ticket does not allow it, or its cipher suite, ALPN or remembered parameters differ.</summary>
+    Incompatible,
+    /// <summary>The obfuscated_ticket_age is outside the freshness window (RFC 8446 §8.3).</summary>
+    TicketAge,
+    /// <summary>The ticket's early data was accepted before (RFC 8446 §8.1).</summary>
+    Replay,
+    /// <summary>The anti-replay register is full.</summary>
+    AntiReplayFull,
+    /// <summary>No anti-replay register is configured.</summary>
+    NoAntiReplay,
+}
+
 /// <summary>Whether a server asks the client for a certificate.</summary>
 public enum ClientCertificateMode
 {

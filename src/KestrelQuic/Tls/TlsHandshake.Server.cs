@@ -330,18 +330,12 @@ internal sealed partial class TlsHandshake
             }
 
             EarlyData = EarlyDataStatus.Rejected;
-            if (IsResumed && pskIndex == 0 && !HelloRetryRequestUsed && _options.EnableEarlyData && ticket!.MaxEarlyDataSize != 0
-                && ticket.CipherSuite == _suite && ticket.ApplicationProtocol == NegotiatedApplicationProtocol)
+            EarlyDataRejection = DecideEarlyData(ticket, pskIndex, obfuscatedAge, pskData: extensions.Get(ExtensionType.PreSharedKey));
+            if (EarlyDataRejection == EarlyDataRejection.None)
             {
-                long serverAge = _options.TimeProvider.GetUtcNow().ToUnixTimeMilliseconds() - ticket.IssuedUnixMilliseconds;
-                long clientAge = unchecked(obfuscatedAge - ticket.AgeAdd);
-                if (Math.Abs(serverAge - clientAge) <= MaxEarlyDataAgeSkewMilliseconds
-                    && (_options.AcceptEarlyData is not { } accept || accept(ticket.ApplicationData)))
-                {
-                    EarlyData = EarlyDataStatus.Accepted;
-                    byte[] secret = _keySchedule.DeriveSecret(_keySchedule.EarlySecret, "c e traffic"u8, _transcript.CurrentHash());
-                    InstallSecret(EncryptionLevel.ZeroRtt, TrafficDirection.Read, _suite, secret, "CLIENT_EARLY_TRAFFIC_SECRET");
-                }
+                EarlyData = EarlyDataStatus.Accepted;
+                byte[] secret = _keySchedule.DeriveSecret(_keySchedule.EarlySecret, "c e traffic"u8, _transcript.CurrentHash());
+                InstallSecret(EncryptionLevel.ZeroRtt, TrafficDirection.Read, _suite, secret, "CLIENT_EARLY_TRAFFIC_SECRET");
             }
         }
 
@@ -385,6 +379,49 @@ internal sealed partial class TlsHandshake
         DeriveApplicationTrafficSecrets();
         InstallSecret(EncryptionLevel.OneRtt, TrafficDirection.Write, _suite, _serverApplicationSecret!, "SERVER_TRAFFIC_SECRET_0");
         _state = _certificateRequested ? State.ServerWaitCertificate : State.ServerWaitFinished;
+    }
+
+    /// <summary>
+    /// Whether the client's early data can be accepted (RFC 8446 §4.2.10, §8; RFC 9001 §4.6). Every check that can
+    /// refuse runs before the anti-replay register records the ticket, so a refused attempt does not use it up.
+    /// </summary>
+    private EarlyDataRejection DecideEarlyData(TicketState? ticket, int pskIndex, uint obfuscatedAge, byte[]? pskData)
+    {
+        if (!_options.EnableEarlyData) return EarlyDataRejection.Disabled;
+        if (!IsResumed || pskIndex != 0 || ticket is null || pskData is null) return EarlyDataRejection.NotResumed;
+        if (HelloRetryRequestUsed) return EarlyDataRejection.HelloRetryRequest;
+        if (ticket.MaxEarlyDataSize == 0 || ticket.CipherSuite != _suite || ticket.ApplicationProtocol != NegotiatedApplicationProtocol)
+        {
+            return EarlyDataRejection.Incompatible;
+        }
+
+        // RFC 8446 §8.3: the client's view of the ticket's age must match ours, which confines a replay of this
+        // ClientHello to a short window even without the register.
+        long now = _options.TimeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+        long serverAge = now - ticket.IssuedUnixMilliseconds;
+        long clientAge = unchecked(obfuscatedAge - ticket.AgeAdd);
+        if (Math.Abs(serverAge - clientAge) > MaxEarlyDataAgeSkewMilliseconds) return EarlyDataRejection.TicketAge;
+        if (_options.AcceptEarlyData is { } accept && !accept(ticket.ApplicationData)) return EarlyDataRejection.Incompatible;
+
+        // RFC 8446 §8.1: single-use tickets. Without a register there is no replay protection, so no 0-RTT.
+        if (_options.AntiReplay is not { } register) return EarlyDataRejection.NoAntiReplay;
+        long expires = ticket.IssuedUnixMilliseconds + ticket.LifetimeSeconds * 1000L + MaxEarlyDataAgeSkewMilliseconds;
+        return register.TryRecord(FirstPskIdentity(pskData), expires, now) switch
+        {
+            AntiReplayResult.Fresh => EarlyDataRejection.None,
+            AntiReplayResult.Replay => EarlyDataRejection.Replay,
+            _ => EarlyDataRejection.AntiReplayFull,
+        };
+    }
+
+    // The identity FindTicket already parsed and validated (early data is only ever accepted for the first PSK).
+    private static ReadOnlySpan<byte> FirstPskIdentity(byte[] pskData)
+    {
+        var r = new SpanReader(pskData);
+        r.TryReadVector(2, out ReadOnlySpan<byte> identities);
+        var ir = new SpanReader(identities);
+        ir.TryReadVector(2, out ReadOnlySpan<byte> identity);
+        return identity;
     }
 
     private (int Index, TicketState? Ticket, byte[]? Binder, uint ObfuscatedAge, int BindersLength) FindTicket(

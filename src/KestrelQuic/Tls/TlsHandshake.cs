@@ -96,6 +96,9 @@ internal sealed partial class TlsHandshake : IDisposable
 
     public EarlyDataStatus EarlyData { get; private set; }
 
+    /// <summary>Server: why offered early data was rejected (<see cref="EarlyDataRejection.None"/> when accepted or not offered).</summary>
+    internal EarlyDataRejection EarlyDataRejection { get; private set; }
+
     public bool HelloRetryRequestUsed { get; private set; }
 
     /// <summary>Server: application data of the ticket that was accepted.</summary>
@@ -492,10 +495,10 @@ internal sealed partial class TlsHandshake : IDisposable
             return;
         }
 
-        TlsAlert? alert = CertificateValidation.Validate(_options, certificates[0], certificates, peerIsServer: IsClient, IsClient ? _options.ServerName : null);
+        TlsAlert? alert = CertificateValidation.Validate(_options, certificates[0], certificates, peerIsServer: IsClient, IsClient ? _options.ServerName : null, out string? reason);
         if (alert is { } a)
         {
-            throw Alert(a, "peer certificate rejected");
+            throw Alert(a, $"{(IsClient ? "server" : "client")} certificate rejected: {reason ?? "validation failed"}");
         }
 
         PeerCertificate = certificates[0];

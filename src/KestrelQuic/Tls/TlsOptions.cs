@@ -77,6 +77,12 @@ public sealed class TlsOptions
     /// <summary>Server: decides whether 0-RTT is compatible given the ticket's application data (RFC 9000 §7.4.1).</summary>
     public Func<ReadOnlySpan<byte>, bool>? AcceptEarlyData { get; set; }
 
+    /// <summary>
+    /// Server: the strike register shared by every connection of one server that makes tickets single-use for
+    /// 0-RTT. Without one, early data is always rejected (it could be replayed).
+    /// </summary>
+    internal EarlyDataAntiReplay? AntiReplay { get; set; }
+
     /// <summary>Clock for ticket ages and certificate validity.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 

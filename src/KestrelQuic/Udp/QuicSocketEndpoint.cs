@@ -388,6 +388,12 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
             MetricsTotals totals = _removedTotals;
             foreach (EndpointConnection c in _tracked.Keys) totals.Add(c.Core.Statistics);
             totals.Add(_core.Statistics);
+            if (_core.AntiReplay is { } antiReplay)
+            {
+                totals.EarlyDataReplays += antiReplay.ReplaysRejected;
+                totals.EarlyDataRegisterFull += antiReplay.RejectedFull;
+            }
+
             return totals;
         }
     }

@@ -45,14 +45,18 @@ internal sealed class SimulatedNetwork : IDisposable
     private long _toServerBusyUntil;
     private long _toClientBusyUntil;
 
-    public SimulatedNetwork(QuicConfiguration clientConfig, QuicConfiguration serverConfig, int seed = 1)
+    public SimulatedNetwork(QuicConfiguration clientConfig, QuicConfiguration serverConfig, int seed = 1, KestrelQuic.Tls.EarlyDataAntiReplay? antiReplay = null)
     {
         _random = new Random(seed);
+        AntiReplay = antiReplay ?? new KestrelQuic.Tls.EarlyDataAntiReplay();
         ClientConfig = clientConfig;
         ServerConfig = serverConfig;
         Now = TimeSpan.FromSeconds(1).Ticks;
         Client = QuicConnectionCore.CreateClient(clientConfig, ServerAddress, Now);
     }
+
+    /// <summary>The server's 0-RTT strike register (pass one to several networks to play one server across them).</summary>
+    public KestrelQuic.Tls.EarlyDataAntiReplay AntiReplay { get; }
 
     public QuicConfiguration ClientConfig { get; }
 
@@ -164,7 +168,8 @@ internal sealed class SimulatedNetwork : IDisposable
                     d.Data.AsSpan(h.DestinationConnectionIdOffset, h.DestinationConnectionIdLength),
                     d.Data.AsSpan(h.SourceConnectionIdOffset, h.SourceConnectionIdLength),
                     d.From,
-                    Now);
+                    Now,
+                    antiReplay: AntiReplay);
             }
 
             Server.ReceiveDatagram(d.Data, d.From, Now);

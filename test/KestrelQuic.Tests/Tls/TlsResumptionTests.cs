@@ -33,6 +33,7 @@ public class TlsResumptionTests
         {
             o.SessionTicketKey = s_ticketKey;
             o.EnableEarlyData = true;
+            o.AntiReplay = new EarlyDataAntiReplay();
             configure?.Invoke(o);
         });
 
