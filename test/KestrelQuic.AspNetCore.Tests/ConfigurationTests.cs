@@ -95,6 +95,43 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task QlogDirectory_WritesAQlogFilePerConnection()
+    {
+        string dir = Directory.CreateTempSubdirectory("kq-qlog-").FullName;
+        try
+        {
+            await FetchAsync([$"--ManagedQuic:QlogDirectory={dir}"]);
+            // Written off the hot path by a background writer: wait for the file to appear and fill.
+            string[] files = [];
+            string text = "";
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (clock.Elapsed < TimeSpan.FromSeconds(20))
+            {
+                files = Directory.GetFiles(dir, "*.sqlog");
+                text = files.Length == 1 ? await File.ReadAllTextAsync(files[0]) : "";
+                if (text.Contains("packet_received", StringComparison.Ordinal) && text.Contains("packet_sent", StringComparison.Ordinal)) break;
+                await Task.Delay(100);
+            }
+
+            Assert.Single(files);
+            Assert.EndsWith("_server.sqlog", files[0], StringComparison.Ordinal);
+            Assert.Contains("packet_received", text, StringComparison.Ordinal);
+            Assert.Contains("packet_sent", text, StringComparison.Ordinal);
+            // JSON-SEQ: every complete record (RS-prefixed, newline-terminated) is one JSON document.
+            string[] records = text.Split('\u001e', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(records.Length > 3);
+            foreach (string record in records.Where(r => r.EndsWith('\n')))
+            {
+                using System.Text.Json.JsonDocument document = System.Text.Json.JsonDocument.Parse(record);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData("NewReno", "NewRenoCongestionController")]
     [InlineData("Cubic", "CubicCongestionController")]
