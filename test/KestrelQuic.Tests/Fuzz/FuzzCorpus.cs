@@ -10,7 +10,7 @@ namespace KestrelQuic.Tests.Fuzz;
 /// <summary>
 /// Valid inputs captured live from our own stack (a simulated connection and a TLS handshake), used as seeds next to
 /// the committed corpus files (which also hold inputs captured from ngtcp2 and regression cases).
-/// Set KESTRELQUIC_FUZZ_EXPORT_CORPUS to a directory to write them there as files.
+/// KESTRELQUIC_FUZZ_EXPORT_CORPUS writes them as files (see FuzzRunner).
 /// </summary>
 internal static class FuzzCorpus
 {
@@ -78,23 +78,8 @@ internal static class FuzzCorpus
         }
 
         var captured = new Captured(datagrams, messages, parameters);
-        if (Environment.GetEnvironmentVariable("KESTRELQUIC_FUZZ_EXPORT_CORPUS") is { Length: > 0 } dir)
-        {
-            Export(Path.Combine(dir, "packet-header"), datagrams);
-            Export(Path.Combine(dir, "tls-messages"), messages);
-            Export(Path.Combine(dir, "transport-parameters"), parameters);
-        }
-
         return captured;
     }
 
-    public static void Export(string dir, IEnumerable<byte[]> inputs)
-    {
-        Directory.CreateDirectory(dir);
-        foreach (byte[] input in inputs)
-        {
-            string name = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(input))[..16];
-            File.WriteAllBytes(Path.Combine(dir, $"sim-{name}.bin"), input);
-        }
-    }
+    public static void Export(string dir, IEnumerable<byte[]> inputs, string prefix = "sim") => FuzzRunner.Export(dir, inputs, prefix);
 }

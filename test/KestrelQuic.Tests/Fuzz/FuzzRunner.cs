@@ -54,7 +54,15 @@ internal static class FuzzRunner
 
     public static void Run(FuzzTarget target, ITestOutputHelper output, int minimumMutations = 300)
     {
-        List<byte[]> corpus = [.. LoadCorpus(target.Name), .. target.Seeds];
+        if (Environment.GetEnvironmentVariable("KESTRELQUIC_FUZZ_EXPORT_CORPUS") is { Length: > 0 } exportDir)
+        {
+            Export(Path.Combine(exportDir, target.Name), target.Seeds, "sim");
+        }
+
+        // Committed files first (regression cases, foreign captures), then live seeds not already among them.
+        List<byte[]> corpus = LoadCorpus(target.Name);
+        var known = new HashSet<string>(corpus.Select(Convert.ToBase64String));
+        corpus.AddRange(target.Seeds.Where(seed => known.Add(Convert.ToBase64String(seed))));
         Assert.True(corpus.Count > 0, $"{target.Name}: empty corpus");
 
         int seed = int.TryParse(Environment.GetEnvironmentVariable("KESTRELQUIC_FUZZ_SEED"), out int s) ? s : StableHash(target.Name);
@@ -146,6 +154,16 @@ internal static class FuzzRunner
 
         // A target whose mutations all end the same way does not reach past its first check.
         Assert.True(outcomes.Count >= 2, $"{target.Name}: every input had the same outcome");
+    }
+
+    /// <summary>Writes inputs as corpus files named by their hash (KESTRELQUIC_FUZZ_EXPORT_CORPUS refreshes the committed corpus).</summary>
+    public static void Export(string dir, IEnumerable<byte[]> inputs, string prefix)
+    {
+        Directory.CreateDirectory(dir);
+        foreach (byte[] input in inputs)
+        {
+            File.WriteAllBytes(Path.Combine(dir, $"{prefix}-{Convert.ToHexStringLower(SHA256.HashData(input))[..16]}.bin"), input);
+        }
     }
 
     private static void CollectionsMarshalIncrement(Dictionary<string, int> counts, string key) =>
