@@ -504,6 +504,9 @@ internal sealed partial class QuicConnectionCore
             case ReceiveBufferResult.BufferExceeded:
                 error = new TransportError(TransportErrorCode.CryptoBufferExceeded, (ulong)FrameType.Crypto, "CRYPTO data beyond the buffer limit");
                 return false;
+            case ReceiveBufferResult.TooManyGaps:
+                error = new TransportError(TransportErrorCode.CryptoBufferExceeded, (ulong)FrameType.Crypto, "too many gaps in CRYPTO data");
+                return false;
             case ReceiveBufferResult.FinalSizeError:
                 error = new TransportError(TransportErrorCode.FrameEncodingError, (ulong)FrameType.Crypto, "invalid CRYPTO offset");
                 return false;
