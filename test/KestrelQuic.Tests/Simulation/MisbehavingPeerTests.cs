@@ -111,4 +111,35 @@ public sealed class MisbehavingPeerTests(ITestOutputHelper output)
         Assert.Equal(reason.ErrorCode, net.Client.CloseReason!.ErrorCode);
         Assert.True(heapGrowth < 64L << 20, $"heap grew by {heapGrowth:N0} bytes");
     }
+
+    [Fact]
+    public void NewConnectionIdFlood_WhileTheServerCannotSend_ClosesWithConnectionIdLimitError()
+    {
+        using SimulatedNetwork net = Connected();
+
+        // Every NEW_CONNECTION_ID retires all earlier IDs; with the server's packets blackholed its RETIRE_CONNECTION_ID
+        // frames are never acknowledged, so without a bound they would accumulate for as long as the flood lasts.
+        net.ToClient.Down = true;
+        ulong sequence = 8;
+        int packets = 0;
+        for (; packets < 300 && net.Server!.CloseReason is null; packets++)
+        {
+            var frames = new List<byte>();
+            for (int i = 0; i < 30; i++, sequence++)
+            {
+                byte[] seq = [0x80, 0, (byte)(sequence >> 8), (byte)sequence];
+                frames.AddRange([0x18, .. seq, .. seq, 8, 1, 2, 3, 4, 5, 6, (byte)(sequence >> 8), (byte)sequence]);
+                frames.AddRange(new byte[14]);
+                frames.AddRange([(byte)(sequence >> 8), (byte)sequence]);
+            }
+
+            SendRawPacket(net, frames.ToArray());
+        }
+
+        QuicCloseReason? reason = net.Server!.CloseReason;
+        output.WriteLine($"{sequence - 8} NEW_CONNECTION_IDs in {packets} packets: server {reason?.ToString() ?? "open"}");
+        Assert.NotNull(reason);
+        Assert.Equal((ulong)TransportErrorCode.ConnectionIdLimitError, reason.ErrorCode);
+        Assert.True(packets < 300, "the flood was not cut short");
+    }
 }
