@@ -142,4 +142,41 @@ public sealed class MisbehavingPeerTests(ITestOutputHelper output)
         Assert.Equal((ulong)TransportErrorCode.ConnectionIdLimitError, reason.ErrorCode);
         Assert.True(packets < 300, "the flood was not cut short");
     }
+
+    [Fact]
+    public void StreamsOpenedUpToTheLimit_NeverFinished_ServerNeverReads_BufferedBytesBoundedByMaxData()
+    {
+        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), SimulationHelpers.ServerConfig());
+        var pump = new StreamPump(net);
+        bool serverReads = false;
+        pump.ReadEnabled = c => c != net.Server || serverReads;
+        Assert.True(net.RunUntilHandshakeComplete());
+
+        // Every stream the server allows, each trying to push 1 MiB (its whole stream window) without FIN.
+        long maxStreams = net.ServerConfig.MaxBidirectionalStreams;
+        var streams = new List<ulong>();
+        byte[] payload = SimulationHelpers.Payload(1024 * 1024, 11);
+        while (net.Client.TryOpenStream(true, out ulong id))
+        {
+            streams.Add(id);
+            pump.Send(net.Client, id, payload, fin: false);
+        }
+
+        Assert.Equal(maxStreams, streams.Count);
+        long heapBefore = GC.GetTotalMemory(true);
+        net.RunFor(TimeSpan.FromSeconds(5));
+        long heapGrowth = GC.GetTotalMemory(true) - heapBefore;
+
+        long buffered = streams.Sum(id => net.Server!.GetStream(id)?.Receive?.HighestReceivedOffset ?? 0);
+        output.WriteLine($"{streams.Count} streams: server holds {buffered:N0} unread bytes (MaxData {net.ServerConfig.MaxData:N0}); heap growth {heapGrowth / 1024:N0} KiB");
+        Assert.Equal(net.ServerConfig.MaxData, buffered); // the connection window is full, and not a byte more
+        Assert.True(heapGrowth < 2 * net.ServerConfig.MaxData + (16L << 20), $"heap grew by {heapGrowth:N0} bytes");
+        Assert.False(net.Client.TryOpenStream(true, out _)); // no more streams until the server lets some close
+        Assert.Null(net.Server!.CloseReason);
+
+        // Once the application reads, everything flows.
+        serverReads = true;
+        pump.ReadAll();
+        Assert.True(net.RunUntil(() => streams.All(id => pump.ReceivedBytes(net.Server, id).Length == payload.Length), TimeSpan.FromSeconds(60)));
+    }
 }
