@@ -152,10 +152,10 @@ public sealed class MisbehavingPeerTests(ITestOutputHelper output)
         pump.ReadEnabled = c => c != net.Server || serverReads;
         Assert.True(net.RunUntilHandshakeComplete());
 
-        // Every stream the server allows, each trying to push 1 MiB (its whole stream window) without FIN.
+        // Every stream the server allows, each trying to push 64 KiB without FIN: together more than MaxData.
         long maxStreams = net.ServerConfig.MaxBidirectionalStreams;
         var streams = new List<ulong>();
-        byte[] payload = SimulationHelpers.Payload(1024 * 1024, 11);
+        byte[] payload = SimulationHelpers.Payload(64 * 1024, 11);
         while (net.Client.TryOpenStream(true, out ulong id))
         {
             streams.Add(id);
