@@ -539,7 +539,10 @@ internal sealed partial class QuicConnectionCore
             s.CryptoReceive.Advance(n);
             if (alert is TlsAlert a)
             {
-                error = TransportError.Crypto((byte)a, $"TLS alert {a}");
+                // A message declared larger than we buffer is the peer's doing, not an internal error (RFC 9000 §7.5).
+                error = _tls.HandshakeMessageTooLarge
+                    ? new TransportError(TransportErrorCode.CryptoBufferExceeded, (ulong)FrameType.Crypto, _tls.FailureReason ?? "handshake message too large")
+                    : TransportError.Crypto((byte)a, $"TLS alert {a}");
                 return false;
             }
 
