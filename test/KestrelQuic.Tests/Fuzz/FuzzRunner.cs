@@ -25,7 +25,7 @@ internal sealed class FuzzTarget
     public long MaxAllocatedBytesPerInput { get; init; } = 64L << 20;
 
     /// <summary>Number of targets sharing <see cref="FuzzRunner.TotalBudget"/>.</summary>
-    public const int TargetCount = 8;
+    public const int TargetCount = 9;
 }
 
 /// <summary>

@@ -199,6 +199,72 @@ public sealed class TransportFuzzTests(ITestOutputHelper output)
         return tooLarge ? "message-too-large" : "alert:" + alert;
     }
 
+    // What a server may close with when a client's ClientHello (and the transport parameters in it) is bad.
+    private static readonly HashSet<ulong> s_clientHelloErrorCodes =
+    [
+        (ulong)TransportErrorCode.TransportParameterError,
+        (ulong)TransportErrorCode.ProtocolViolation,
+        (ulong)TransportErrorCode.CryptoBufferExceeded,
+        (ulong)TransportErrorCode.VersionNegotiationError,
+    ];
+
+    [Fact]
+    public void ClientHelloInInitialReceivedByServerConnection()
+    {
+        // Our client's first Initial from a simulated connection, and ngtcp2's.
+        List<byte[]> seeds = [InitialPackets.ExtractClientHello(FuzzCorpus.Datagrams[0])];
+        foreach (string file in Directory.GetFiles(FuzzRunner.CorpusDirectory("packet-header"), "ngtcp2-client-0.bin"))
+        {
+            seeds.Add(InitialPackets.ExtractClientHello(File.ReadAllBytes(file)));
+        }
+
+        var config = SimulationHelpers.ServerConfig(c => c.ApplicationProtocols.Add("h3"));
+        byte[] buffer = new byte[65536];
+        FuzzRunner.Run(
+            new FuzzTarget
+            {
+                Name = "client-hello",
+                Seeds = seeds,
+                MaxLength = 1100, // one Initial
+                Execute = clientHello =>
+                {
+                    // The SCID must match the initial_source_connection_id parameter, or every input fails that check.
+                    byte[] scid = [0x5c, 0x1d];
+                    if (InitialPackets.FindExtension(clientHello, 0x39) is { } tp &&
+                        TransportParameters.TryDecode(tp, sentByServer: false, out TransportParameters? p, out _) &&
+                        p.InitialSourceConnectionId is { Length: <= 20 } iscid)
+                    {
+                        scid = iscid;
+                    }
+
+                    byte[] dcid = [1, 2, 3, 4, 5, 6, 7, 8];
+                    long now = TimeSpan.FromSeconds(1).Ticks;
+                    using QuicConnectionCore server = QuicConnectionCore.CreateServer(config, QuicVersion.Version1, dcid, scid, SimulatedNetwork.ClientAddress, now);
+                    server.ReceiveDatagram(InitialPackets.Build(QuicVersion.Version1, dcid, scid, clientHello), SimulatedNetwork.ClientAddress, now);
+                    long sent = 0;
+                    int n;
+                    while ((n = server.PollDatagram(buffer, now, out _)) > 0)
+                    {
+                        sent += n;
+                    }
+
+                    // Anti-amplification holds whatever the ClientHello says (RFC 9000 §8.1).
+                    Assert.InRange(sent, 0, 3 * 1200);
+                    if (server.CloseReason is not { } reason)
+                    {
+                        return server.Tls.NegotiatedCipherSuite is not null ? "server flight sent" : "waiting";
+                    }
+
+                    Assert.False(reason.IsApplicationError, reason.ToString());
+                    Assert.True(
+                        s_clientHelloErrorCodes.Contains(reason.ErrorCode) || reason.ErrorCode is > 0x100 and <= 0x1ff && reason.ErrorCode != 0x100 + (ulong)TlsAlert.InternalError,
+                        $"illegal close code for a bad ClientHello: {reason}");
+                    return "closed:" + (reason.ErrorCode >= 0x100 ? "CRYPTO_ERROR " + (TlsAlert)(reason.ErrorCode - 0x100) : ((TransportErrorCode)reason.ErrorCode).ToString());
+                },
+            },
+            output);
+    }
+
     [Fact]
     public void FramesReceivedByServer() => FuzzRunner.Run(FrameTarget("frames-to-server", toServer: true), output);
 
