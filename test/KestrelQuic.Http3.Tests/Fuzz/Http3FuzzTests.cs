@@ -16,7 +16,7 @@ namespace KestrelQuic.Http3.Tests.Fuzz;
 public sealed class Http3FuzzTests(ITestOutputHelper output)
 {
     private const long MaxTableCapacity = 4096;
-    private const long MaxFieldSectionSize = 16 * 1024;
+    private const long MaxFieldSectionSize = 512; // small, so that duplicated lines reach FieldSectionTooLarge
 
     private static readonly HashSet<Http3ErrorCode> s_frameErrors =
     [
