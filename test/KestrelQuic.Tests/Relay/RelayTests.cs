@@ -80,6 +80,40 @@ public sealed class RelayTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task Download_ThroughPeriodicBlackholesAndDelay_ContentMatches()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+        await using var relay = new UdpRelay(listener.LocalEndPoint, seed: 77);
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(relay.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+
+        // The link is off for 300 ms of every second, both ways, with 5 ms of delay each way.
+        foreach (RelayImpairments link in new[] { relay.ToServer, relay.ToClient })
+        {
+            link.Delay = TimeSpan.FromMilliseconds(5);
+            link.BlackholeDuration = TimeSpan.FromMilliseconds(300);
+            link.BlackholePeriod = TimeSpan.FromSeconds(1); // starts now, with the link off
+        }
+
+        byte[] payload = SimulationHelpers.Payload(3 * 1024 * 1024, 9);
+        Task send = Task.Run(async () =>
+        {
+            await using QuicStream s = await server.OpenOutboundStreamAsync(QuicStreamType.Unidirectional);
+            await s.WriteAsync(payload, completeWrites: true);
+            await s.WritesClosed;
+        });
+
+        await using QuicStream stream = await client.AcceptInboundStreamAsync().AsTask().WaitAsync(Timeout);
+        var received = new MemoryStream();
+        await stream.CopyToAsync(received).WaitAsync(Timeout);
+        await send.WaitAsync(Timeout);
+        Report(relay);
+        Assert.Equal(SHA256.HashData(payload), SHA256.HashData(received.ToArray()));
+        Assert.True(relay.ToClientCounters.Dropped > 0, "no blackhole was hit");
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

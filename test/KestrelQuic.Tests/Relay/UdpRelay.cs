@@ -23,8 +23,21 @@ internal sealed class RelayImpairments
     /// <summary>Drop everything while set.</summary>
     public bool Blackhole { get; set; }
 
-    /// <summary>Periodic blackhole: the link is down for <see cref="BlackholeDuration"/> at the start of every <see cref="BlackholePeriod"/>.</summary>
-    public TimeSpan BlackholePeriod { get; set; }
+    /// <summary>
+    /// Periodic blackhole: the link is down for <see cref="BlackholeDuration"/> at the start of every
+    /// <see cref="BlackholePeriod"/>, counted from when the period is set.
+    /// </summary>
+    public TimeSpan BlackholePeriod
+    {
+        get;
+        set
+        {
+            field = value;
+            BlackholeStart = Environment.TickCount64;
+        }
+    }
+
+    internal long BlackholeStart { get; private set; }
 
     public TimeSpan BlackholeDuration { get; set; }
 
@@ -93,7 +106,6 @@ internal sealed class UdpRelay : IAsyncDisposable
     private readonly Random _toServerRandom;
     private readonly Random _toClientRandom;
     private readonly CancellationTokenSource _stop = new();
-    private readonly long _startTicks = Environment.TickCount64;
     private readonly List<Task> _loops = [];
     private readonly Lock _lock = new();
     private Socket _back;
@@ -261,7 +273,7 @@ internal sealed class UdpRelay : IAsyncDisposable
             return false;
         }
 
-        long elapsed = Environment.TickCount64 - _startTicks;
+        long elapsed = Environment.TickCount64 - link.BlackholeStart;
         return elapsed % (long)link.BlackholePeriod.TotalMilliseconds < link.BlackholeDuration.TotalMilliseconds;
     }
 
