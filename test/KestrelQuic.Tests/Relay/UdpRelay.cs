@@ -109,7 +109,7 @@ internal sealed class UdpRelay : IAsyncDisposable
     private readonly List<Task> _loops = [];
     private readonly Lock _lock = new();
     private Socket _back;
-    private IPEndPoint? _client;
+    private volatile IPEndPoint? _client;
     private long _toServerIndex;
     private long _toClientIndex;
 
@@ -233,11 +233,22 @@ internal sealed class UdpRelay : IAsyncDisposable
         RelayCounters counters = toServer ? ToServerCounters : ToClientCounters;
         Random random = toServer ? _toServerRandom : _toClientRandom;
         counters.In(datagram.Length);
-        long index = toServer ? _toServerIndex++ : _toClientIndex++;
+        long index;
+        double loss, corrupt, duplicate, reorder;
+        int corruptAt, corruptBit;
 
         // Draw every decision for every datagram so that one impairment's setting does not shift another's sequence.
-        double loss = random.NextDouble(), corrupt = random.NextDouble(), duplicate = random.NextDouble(), reorder = random.NextDouble();
-        int corruptAt = random.Next(datagram.Length), corruptBit = random.Next(8);
+        // The lock matters only while a rebind briefly has two server-facing receive loops.
+        lock (random)
+        {
+            index = toServer ? _toServerIndex++ : _toClientIndex++;
+            loss = random.NextDouble();
+            corrupt = random.NextDouble();
+            duplicate = random.NextDouble();
+            reorder = random.NextDouble();
+            corruptAt = random.Next(datagram.Length);
+            corruptBit = random.Next(8);
+        }
 
         if (link.Blackhole || InBlackholeWindow(link) || loss < link.LossRate || link.Filter?.Invoke(index, datagram) == false)
         {
