@@ -137,6 +137,8 @@ internal sealed partial class QuicConnectionCore : IDisposable
 
     public RttEstimator Rtt => _rtt;
 
+    public LossDetection Loss => _loss;
+
     public ICongestionController Congestion => _congestion;
 
     public ConnectionIdManager ConnectionIds => _connectionIds;
@@ -447,4 +449,5 @@ internal sealed class ConnectionStatistics
     public long DecryptionFailures;
     public long PathMtuUpdates;
     public long MtuProbesLost;
+    public long PacketNumbersSkipped;
 }
