@@ -179,4 +179,30 @@ public sealed class MisbehavingPeerTests(ITestOutputHelper output)
         pump.ReadAll();
         Assert.True(net.RunUntil(() => streams.All(id => pump.ReceivedBytes(net.Server, id).Length == payload.Length), TimeSpan.FromSeconds(60)));
     }
+
+    [Fact]
+    public void OptimisticAck_CoveringASkippedPacketNumber_ClosesWithProtocolViolation()
+    {
+        using SimulatedNetwork net = Connected();
+        var pump = new StreamPump(net);
+
+        // An honest download: the server skips a 1-RTT packet number now and then, and honest ACKs never cover one.
+        Assert.True(net.Server!.TryOpenStream(false, out ulong id));
+        byte[] payload = SimulationHelpers.Payload(3 * 1024 * 1024, 12);
+        pump.Send(net.Server, id, payload);
+        Assert.True(net.RunUntil(() => pump.Finished.Contains((net.Client, id)), TimeSpan.FromSeconds(60)));
+        Assert.Equal(payload, pump.ReceivedBytes(net.Client, id));
+        Assert.True(net.Server.Statistics.PacketNumbersSkipped > 0, "no packet number was skipped");
+        Assert.Null(net.Server.CloseReason);
+
+        // A peer that acknowledges everything up to the largest packet number sent, received or not.
+        long largest = net.Server.Loss.LargestSent(PacketNumberSpace.ApplicationData);
+        byte[] ack = [0x02, .. Fuzz.Mutator.EncodeVarInt((ulong)largest, 0), 0x00, 0x00, .. Fuzz.Mutator.EncodeVarInt((ulong)largest, 0)];
+        SendRawPacket(net, ack);
+        Assert.True(net.RunUntil(() => net.Server.CloseReason is not null, TimeSpan.FromSeconds(5)));
+        QuicCloseReason reason = net.Server.CloseReason!;
+        output.WriteLine($"{net.Server.Statistics.PacketNumbersSkipped} packet numbers skipped of {largest + 1}; {reason}");
+        Assert.Equal((ulong)TransportErrorCode.ProtocolViolation, reason.ErrorCode);
+        Assert.Contains("skipped", reason.Reason, StringComparison.Ordinal);
+    }
 }
