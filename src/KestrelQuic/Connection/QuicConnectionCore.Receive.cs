@@ -222,6 +222,18 @@ internal sealed partial class QuicConnectionCore
             _connectionIds.SetInitialPeerId(packet.Slice(header.SourceConnectionIdOffset, header.SourceConnectionIdLength).ToArray());
         }
 
+        if (IsServer && header.Type == PacketType.Initial && !_receivedFirstClientPacket)
+        {
+            _receivedFirstClientPacket = true;
+            // RFC 9000 §7.2: the client's connection ID is the one of its first Initial that authenticates; the datagram
+            // this connection was created from may have been damaged (or forged) before authentication failed on it.
+            ReadOnlySpan<byte> clientScid = packet.Slice(header.SourceConnectionIdOffset, header.SourceConnectionIdLength);
+            if (_connectionIds.ActivePeer is { } initialPeer && !clientScid.SequenceEqual(initialPeer.ConnectionId))
+            {
+                _connectionIds.SetInitialPeerId(clientScid.ToArray());
+            }
+        }
+
         if (IsServer && header.Type == PacketType.Handshake)
         {
             // RFC 9000 §8.1: a Handshake packet proves the client received our Initial; RFC 9001 §4.9.1: drop Initial keys.

@@ -53,6 +53,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private PacketProtectionKeys? _zeroRttReadKeys;
     private PacketProtectionKeys? _zeroRttWriteKeys;
     private bool _receivedFirstServerPacket;
+    private bool _receivedFirstClientPacket;
     private bool _receivedRetry;
     private bool _handshakeComplete;
     private bool _handshakeConfirmed;
