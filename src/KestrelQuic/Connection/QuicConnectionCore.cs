@@ -293,6 +293,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         PeerCompletedAddressValidation = IsServer || _peerCompletedAddressValidation || _handshakeConfirmed,
         IsAmplificationLimited = IsAmplificationLimited(),
         HasHandshakeKeys = _spaces[1].WriteKeys is not null,
+        HandshakeDataPending = !_handshakeConfirmed && !_spaces[1].Discarded && _spaces[1].CryptoSend.HasPendingData(long.MaxValue),
         HasOneRttKeys = _oneRttKeys is not null,
         MaxAckDelay = (long)(_peerParameters?.MaxAckDelay ?? 25) * TicksPerMillisecond,
         IsServer = IsServer,

@@ -277,8 +277,16 @@ internal sealed class LossDetection
             if (s.AckElicitingInFlight == 0) continue;
             if (i == (int)PacketNumberSpace.ApplicationData)
             {
-                // Application data is not probed before the handshake is confirmed (RFC 9002 §6.2.1).
-                if (!context.HandshakeConfirmed) return (ptoTime, ptoSpace);
+                // Application data is not probed before the handshake is confirmed (RFC 9002 §6.2.1). If lost Handshake
+                // data waits behind 1-RTT packets that fill the congestion window, no ACK and no timer would ever free
+                // it: probe the Handshake space instead.
+                if (!context.HandshakeConfirmed)
+                {
+                    return ptoTime == long.MaxValue && context.HandshakeDataPending
+                        ? (now + duration, PacketNumberSpace.Handshake)
+                        : (ptoTime, ptoSpace);
+                }
+
                 duration += context.MaxAckDelay << Math.Min(PtoCount, 20);
             }
 
