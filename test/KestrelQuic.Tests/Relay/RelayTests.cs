@@ -114,6 +114,87 @@ public sealed class RelayTests(ITestOutputHelper output)
         Assert.True(relay.ToClientCounters.Dropped > 0, "no blackhole was hit");
     }
 
+    /// <summary>
+    /// Found two bugs: a corrupted first Initial poisoned the server's view of the client's connection ID, and a lost
+    /// client Finished could wait forever behind 1-RTT data filling the congestion window (see the simulation
+    /// regression tests FirstClientInitial_WithCorruptedSourceConnectionId_HandshakeStillCompletes and
+    /// ClientHandshakePacketsLost_WhileOneRttDataFillsTheWindow_HandshakeAndTransferComplete).
+    /// </summary>
+    [Fact]
+    public async Task TwentyHandshakes_With30PercentLossAndCorruption_AllCompleteAndEcho()
+    {
+        const int Connections = 20;
+        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+        Task serverLoop = Task.Run(async () =>
+        {
+            for (int i = 0; i < Connections; i++)
+            {
+                QuicConnection server = await listener.AcceptConnectionAsync();
+                _ = Task.Run(async () =>
+                {
+                    await using (server)
+                    {
+                        await using QuicStream s = await server.AcceptInboundStreamAsync();
+                        await s.CopyToAsync(s);
+                        s.CompleteWrites();
+                        await s.WritesClosed;
+                        await server.Closed.ContinueWith(_ => { }, TaskScheduler.Default); // the client closes
+                    }
+                });
+            }
+        });
+
+        // One relay per client (a relay forwards for one client address), each with its own seed.
+        var relays = new List<UdpRelay>();
+        try
+        {
+            for (int i = 0; i < Connections; i++)
+            {
+                var relay = new UdpRelay(listener.LocalEndPoint, seed: 100 + i);
+                foreach (RelayImpairments link in new[] { relay.ToServer, relay.ToClient })
+                {
+                    link.LossRate = 0.3;
+                    link.CorruptRate = 0.02;
+                }
+
+                relays.Add(relay);
+            }
+
+            await Task.WhenAll(relays.Select(async (relay, i) =>
+            {
+                await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(relay.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+                await using QuicStream stream = await client.OpenOutboundStreamAsync(QuicStreamType.Bidirectional);
+                byte[] payload = SimulationHelpers.Payload(20_000, i);
+                await stream.WriteAsync(payload, completeWrites: true);
+                var back = new MemoryStream();
+                try
+                {
+                    await stream.CopyToAsync(back).WaitAsync(Timeout);
+                }
+                catch (Exception e)
+                {
+                    output.WriteLine($"client {i}: {e.Message}; received {back.Length}; {relay.ToServerCounters} / {relay.ToClientCounters}");
+                    throw;
+                }
+
+                Assert.Equal(payload, back.ToArray());
+                await client.CloseAsync(0);
+            })).WaitAsync(Timeout);
+            await serverLoop.WaitAsync(Timeout);
+
+            long dropped = relays.Sum(r => r.ToServerCounters.Dropped + r.ToClientCounters.Dropped);
+            long total = relays.Sum(r => r.ToServerCounters.DatagramsIn + r.ToClientCounters.DatagramsIn);
+            output.WriteLine($"{Connections} connections: {dropped} of {total} datagrams dropped, {relays.Sum(r => r.ToServerCounters.Corrupted + r.ToClientCounters.Corrupted)} corrupted");
+        }
+        finally
+        {
+            foreach (UdpRelay relay in relays)
+            {
+                await relay.DisposeAsync();
+            }
+        }
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
