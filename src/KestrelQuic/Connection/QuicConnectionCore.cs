@@ -249,6 +249,13 @@ internal sealed partial class QuicConnectionCore : IDisposable
             {
                 Statistics.ProbeTimeouts++;
                 ScheduleProbes(result.ProbeSpace, result.ProbeCount);
+
+                // RFC 9002 §6.2.4: also probe other spaces with data in flight. Before confirmation the Handshake probes
+                // of a client may go to a server that already discarded its Handshake keys; a 1-RTT probe gets an answer.
+                if (result.ProbeSpace != PacketNumberSpace.ApplicationData && _oneRttKeys is not null && _loss.HasAckElicitingInFlight(PacketNumberSpace.ApplicationData))
+                {
+                    ScheduleProbes(PacketNumberSpace.ApplicationData, 1);
+                }
             }
 
             _loss.SetLossDetectionTimer(LossContext, now);
