@@ -7,7 +7,11 @@ using Xunit.Abstractions;
 
 namespace KestrelQuic.Tests.Relay;
 
-/// <summary>The public API over real loopback sockets through the fault-injecting <see cref="UdpRelay"/>.</summary>
+/// <summary>
+/// The public API over real loopback sockets through the fault-injecting <see cref="UdpRelay"/>. Serial: these tests
+/// load the machine, which would disturb timing-sensitive loopback tests running beside them.
+/// </summary>
+[Collection(SerialLoopbackCollection.Name)]
 public sealed class RelayTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
