@@ -112,6 +112,25 @@ public sealed class Http3FrameReader
     /// <summary>True while part of a frame has been consumed but not all of it.</summary>
     public bool IsInsideFrame => _dataRemaining >= 0 || _skipRemaining > 0;
 
+    /// <summary>Payload bytes of the current DATA frame not yet delivered; 0 outside a DATA frame.</summary>
+    public long DataPayloadRemaining => _dataRemaining > 0 ? _dataRemaining : 0;
+
+    /// <summary>
+    /// Marks <paramref name="count"/> payload bytes of the current DATA frame as consumed by the caller, who read them
+    /// from the transport straight into its destination instead of passing them through <see cref="TryReadFrame"/>
+    /// (saves a copy for large bodies). <paramref name="count"/> must not exceed <see cref="DataPayloadRemaining"/>.
+    /// </summary>
+    public void ConsumeDataPayload(long count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, DataPayloadRemaining);
+        _dataRemaining -= count;
+        if (_dataRemaining == 0)
+        {
+            _dataRemaining = -1;
+        }
+    }
+
     /// <summary>
     /// Reads the next frame (or DATA chunk). Reserved, unknown and extension frames are skipped transparently.
     /// After <see cref="Http3FrameReadStatus.Error"/> the reader stays failed.

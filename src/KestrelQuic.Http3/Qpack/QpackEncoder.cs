@@ -4,19 +4,24 @@ using System.Text;
 namespace KestrelQuic.Http3.Qpack;
 
 /// <summary>
-/// QPACK encoder for one HTTP/3 connection that uses only the static table (RFC 9204 §2.1): every field section has
-/// Required Insert Count 0 and Base 0, so it can never block the peer and needs no encoder stream. Per field line:
-/// an exact static match becomes an Indexed Field Line, a static name match a Literal Field Line with Name Reference,
-/// anything else a Literal Field Line with Literal Name; strings are Huffman-coded when that is strictly shorter.
-/// Field names are lower-cased on the way (RFC 9114 §4.2).
+/// QPACK encoder for one HTTP/3 connection (RFC 9204 §2.1). The static methods (<see cref="WriteFieldLine(IBufferWriter{byte}, ReadOnlySpan{byte}, ReadOnlySpan{byte}, bool)"/>,
+/// <see cref="EncodeFieldSection(IBufferWriter{byte}, IEnumerable{KeyValuePair{string, string}})"/>) use only the static
+/// table: Required Insert Count 0 and Base 0, never blocking the peer. Per field line: an exact static match becomes an
+/// Indexed Field Line, a static name match a Literal Field Line with Name Reference, anything else a Literal Field Line
+/// with Literal Name; strings are Huffman-coded when that is strictly shorter. Field names are lower-cased on the way
+/// (RFC 9114 §4.2).
 /// </summary>
 /// <remarks>
-/// Whatever the peer's SETTINGS_QPACK_MAX_TABLE_CAPACITY, nothing is ever inserted, which is always permitted; the
-/// encoder still parses the peer's decoder stream (<see cref="ProcessDecoderStream"/>) to detect instructions that
-/// cannot refer to anything we sent. Not thread-safe for <see cref="ProcessDecoderStream"/>; the encoding methods keep
-/// no per-call state and may be used from any thread.
+/// <para>With a non-zero <c>maxTableCapacity</c>, <see cref="BeginFieldSection"/> / <see cref="AddFieldLine"/> /
+/// <see cref="EndFieldSection"/> also use the dynamic table: they insert field lines through encoder-stream
+/// instructions (<see cref="WriteEncoderInstructions"/>), reference entries the peer may not have yet only within its
+/// SETTINGS_QPACK_BLOCKED_STREAMS, never evict entries that are unacknowledged or still referenced, and track Section
+/// Acknowledgments, Stream Cancellations and Insert Count Increments from the peer's decoder stream
+/// (<see cref="ProcessDecoderStream"/>).</para>
+/// <para>Not thread-safe: callers serialize the dynamic-table methods and <see cref="ProcessDecoderStream"/> (e.g. with a
+/// lock on the encoder). The static encoding methods keep no per-call state and may be used from any thread.</para>
 /// </remarks>
-public sealed class QpackEncoder
+public sealed partial class QpackEncoder
 {
     /// <summary>Length of the field section prefix this encoder writes (Required Insert Count 0, Base 0).</summary>
     public const int FieldSectionPrefixLength = 2;
@@ -28,20 +33,30 @@ public sealed class QpackEncoder
     private int _pendingLength;
     private QpackError _failure;
 
-    /// <summary>Creates an encoder.</summary>
+    /// <summary>Creates a static-table-only encoder.</summary>
     /// <param name="useHuffman">Huffman-code strings when shorter (default); false always sends raw octets.</param>
     public QpackEncoder(bool useHuffman = true)
+        : this(0, useHuffman)
     {
+    }
+
+    /// <summary>Creates an encoder that may use a dynamic table of up to <paramref name="maxTableCapacity"/> bytes (and at most what the peer allows).</summary>
+    /// <param name="maxTableCapacity">Our limit on the dynamic table; 0 keeps the encoder static-only.</param>
+    /// <param name="useHuffman">Huffman-code strings when shorter (default); false always sends raw octets.</param>
+    public QpackEncoder(long maxTableCapacity, bool useHuffman = true)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxTableCapacity);
         _useHuffman = useHuffman;
+        _localMaxTableCapacity = maxTableCapacity;
     }
 
     /// <summary>Whether strings are Huffman-coded when shorter.</summary>
     public bool UseHuffman => _useHuffman;
 
-    /// <summary>The peer's SETTINGS_QPACK_MAX_TABLE_CAPACITY (0 until its SETTINGS arrive). Informational: we never insert.</summary>
+    /// <summary>The peer's SETTINGS_QPACK_MAX_TABLE_CAPACITY (0 until its SETTINGS arrive).</summary>
     public long PeerMaxTableCapacity { get; private set; }
 
-    /// <summary>The peer's SETTINGS_QPACK_BLOCKED_STREAMS (0 until its SETTINGS arrive). Informational: we never block.</summary>
+    /// <summary>The peer's SETTINGS_QPACK_BLOCKED_STREAMS (0 until its SETTINGS arrive).</summary>
     public long PeerBlockedStreams { get; private set; }
 
     /// <summary>
@@ -54,8 +69,8 @@ public sealed class QpackEncoder
     public QpackError Failure => _failure;
 
     /// <summary>
-    /// Records the peer's QPACK settings. Any capacity is fine: this encoder never uses the dynamic table, so it sends
-    /// no Set Dynamic Table Capacity and may skip creating its encoder stream (RFC 9204 §4.2).
+    /// Records the peer's QPACK settings (once, from its SETTINGS). A static-only encoder ignores the capacity; a dynamic
+    /// one queues Set Dynamic Table Capacity with min(our limit, the peer's) on the encoder stream.
     /// </summary>
     public void ApplyPeerSettings(long maxTableCapacity, long blockedStreams, long maxFieldSectionSize = long.MaxValue)
     {
@@ -65,6 +80,7 @@ public sealed class QpackEncoder
         PeerMaxTableCapacity = maxTableCapacity;
         PeerBlockedStreams = blockedStreams;
         PeerMaxFieldSectionSize = maxFieldSectionSize;
+        EnableDynamicTable();
     }
 
     /// <summary>Records the peer's settings from its SETTINGS frame.</summary>
@@ -75,10 +91,9 @@ public sealed class QpackEncoder
     }
 
     /// <summary>
-    /// Processes bytes of the peer's QPACK decoder stream (any split). Stream Cancellation is accepted and ignored.
-    /// Section Acknowledgment and Insert Count Increment can only be errors, since no section of ours has a non-zero
-    /// Required Insert Count and nothing was inserted (RFC 9204 §4.4): returns false with
-    /// <see cref="Http3ErrorCode.QpackDecoderStreamError"/>.
+    /// Processes bytes of the peer's QPACK decoder stream (any split, RFC 9204 §4.4). Section Acknowledgment for a
+    /// stream without an unacknowledged section with dynamic references, an Insert Count Increment of 0 or beyond the
+    /// insertions sent, and malformed integers return false with <see cref="Http3ErrorCode.QpackDecoderStreamError"/>.
     /// </summary>
     public bool ProcessDecoderStream(ReadOnlySpan<byte> data, out QpackError error)
     {
@@ -134,15 +149,22 @@ public sealed class QpackEncoder
 
             if ((first & 0x80) != 0)
             {
-                return Fail($"Section Acknowledgment for stream {value}, which has no unacknowledged section with dynamic references.", out error);
+                if (!OnSectionAcknowledgment(value))
+                {
+                    return Fail($"Section Acknowledgment for stream {value}, which has no unacknowledged section with dynamic references.", out error);
+                }
             }
-
-            if ((first & 0x40) == 0)
+            else if ((first & 0x40) == 0)
             {
-                return Fail(value == 0 ? "Insert Count Increment of 0." : "Insert Count Increment beyond the insertions sent.", out error);
+                if (!OnInsertCountIncrement(value))
+                {
+                    return Fail(value == 0 ? "Insert Count Increment of 0." : "Insert Count Increment beyond the insertions sent.", out error);
+                }
             }
-
-            // Stream Cancellation: no references to release.
+            else
+            {
+                OnStreamCancellation(value);
+            }
         }
 
         error = default;

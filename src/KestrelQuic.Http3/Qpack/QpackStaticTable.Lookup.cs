@@ -55,7 +55,7 @@ internal static partial class QpackStaticTable
     }
 
     // 'expectedLower' is a static-table name (already lower case).
-    private static bool EqualsLowerCase(ReadOnlySpan<byte> expectedLower, ReadOnlySpan<byte> candidate)
+    internal static bool EqualsLowerCase(ReadOnlySpan<byte> expectedLower, ReadOnlySpan<byte> candidate)
     {
         for (int i = 0; i < expectedLower.Length; i++)
         {

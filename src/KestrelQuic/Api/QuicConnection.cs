@@ -9,6 +9,7 @@ using KestrelQuic.Crypto;
 using KestrelQuic.Endpoint;
 using KestrelQuic.Tls;
 using KestrelQuic.Udp;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic;
 
@@ -33,6 +34,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     private readonly IQuicSessionStore? _sessionStore;
     private EndpointConnection _handle = null!;
     private TaskCompletionSource? _streamsAvailable;
+    private TaskCompletionSource<bool>? _migration;
     private Exception? _error;
     private bool _closedLocally;
     private bool _disposed;
@@ -63,7 +65,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     /// <summary>True for connections accepted by a <see cref="QuicListener"/>.</summary>
     public bool IsServer { get; private init; }
 
-    /// <summary>The local address of the UDP socket.</summary>
+    /// <summary>The local address of the UDP socket (a client's changes with <see cref="MigrateAsync"/>).</summary>
     public IPEndPoint LocalEndPoint => _endpoint.LocalEndPoint;
 
     /// <summary>The peer's address on the current path (it changes when the peer migrates).</summary>
@@ -160,6 +162,14 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
     }
 
+    /// <summary>
+    /// Completes when the handshake completed; fails with a <see cref="QuicException"/> when it did not. Already
+    /// complete for connections returned by <see cref="QuicListener.AcceptConnectionAsync"/> and by
+    /// <see cref="ConnectAsync"/> unless <see cref="QuicClientConnectionOptions.WaitForHandshake"/> was false or
+    /// <see cref="QuicClientConnectionOptions.ConnectWithEarlyData"/> let it return early.
+    /// </summary>
+    public Task HandshakeCompleted => _handshake.Task;
+
     /// <summary>Completes when the connection ended, with why.</summary>
     public Task<QuicCloseReason> Closed => _closed.Task;
 
@@ -221,8 +231,9 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
 
         IPEndPoint local = options.LocalEndPoint ?? new IPEndPoint(remote.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
-        var settings = new EndpointSettings { ConnectionIdLength = config.ConnectionIdLength };
-        QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(local, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: true);
+        ILogger? logger = options.LoggerFactory?.CreateLogger(Diagnostics.QuicLog.CategoryName);
+        var settings = new EndpointSettings { ConnectionIdLength = config.ConnectionIdLength, Tracers = new Diagnostics.ConnectionTracerFactory(logger) };
+        QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(local, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: true, logger);
         var connection = new QuicConnection(endpoint, null, options.DefaultStreamErrorCode, options.DefaultCloseErrorCode, sessionKey, options.SessionStore);
         try
         {
@@ -241,6 +252,27 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             throw;
         }
 
+        if (!options.WaitForHandshake)
+        {
+            _ = connection.EnforceHandshakeTimeoutAsync(options.HandshakeTimeout);
+            return connection;
+        }
+
+        if (options.ConnectWithEarlyData)
+        {
+            bool early;
+            lock (endpoint.Lock)
+            {
+                early = connection._handle.Core.CanSendEarlyData;
+            }
+
+            if (early)
+            {
+                _ = connection.EnforceHandshakeTimeoutAsync(options.HandshakeTimeout);
+                return connection;
+            }
+        }
+
         try
         {
             await connection._handshake.Task.WaitAsync(options.HandshakeTimeout, cancellationToken).ConfigureAwait(false);
@@ -257,6 +289,27 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
 
         return connection;
+    }
+
+    private async Task EnforceHandshakeTimeoutAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await _handshake.Task.WaitAsync(timeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            lock (_endpoint.Lock)
+            {
+                Fail(new QuicException(QuicError.ConnectionTimeout, null, $"The handshake did not complete within {timeout}."));
+            }
+
+            await AbortAsync(0, "handshake timeout").ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // The handshake failed: HandshakeCompleted and every pending operation report it.
+        }
     }
 
     internal static QuicConnection CreateAccepted(QuicSocketEndpoint endpoint, EndpointConnection handle, QuicListener listener, long defaultStreamErrorCode, long defaultCloseErrorCode)
@@ -290,6 +343,19 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             }
 
             await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// How many more streams of <paramref name="type"/> can be opened now without waiting for the peer's MAX_STREAMS
+    /// (0 once the connection is closed). A connection pool uses it to decide when to open another connection.
+    /// </summary>
+    public long GetAvailableOutboundStreamCount(QuicStreamType type)
+    {
+        lock (_endpoint.Lock)
+        {
+            if (_error is not null || _handle is null) return 0;
+            return (long)Math.Min(_handle.Core.AvailableLocalStreams(type), long.MaxValue);
         }
     }
 
@@ -351,6 +417,90 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             _endpoint.AfterApplicationOperationLocked(_handle);
             return changed;
         }
+    }
+
+    /// <summary>
+    /// Client connection migration (RFC 9000 §9): moves the connection to a new UDP socket bound to
+    /// <paramref name="localEndPoint"/> (default: the current address with a new ephemeral port) and completes once the
+    /// server answered a PATH_CHALLENGE on the new path. Connection state and streams carry on; the client switches to
+    /// a fresh connection ID when the server issued one. The previous socket keeps receiving until the new path is
+    /// validated; if validation fails the connection returns to it and this throws a <see cref="QuicException"/>
+    /// (<see cref="QuicError.ConnectionTimeout"/>). The handshake must be confirmed first.
+    /// </summary>
+    public async ValueTask MigrateAsync(IPEndPoint? localEndPoint = null, CancellationToken cancellationToken = default)
+    {
+        if (IsServer) throw new InvalidOperationException("Only clients migrate (RFC 9000 §9).");
+        lock (_endpoint.Lock)
+        {
+            ThrowIfClosed();
+            if (!_handle.Core.IsHandshakeConfirmed) throw new InvalidOperationException("The handshake is not confirmed yet (RFC 9000 §9).");
+            if (_handle.Core.PeerTransportParameters?.DisableActiveMigration == true) throw new InvalidOperationException("The server disabled active migration.");
+            if (_migration is not null || _handle.Core.IsPathValidationInProgress) throw new InvalidOperationException("A migration is already in progress.");
+            _migration = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        UdpDatagramSocket socket;
+        UdpDatagramSocket previous;
+        Task<bool> outcome;
+        try
+        {
+            IPEndPoint current = _endpoint.LocalEndPoint;
+            socket = _endpoint.BindSocket(localEndPoint ?? new IPEndPoint(current.Address, 0));
+            lock (_endpoint.Lock)
+            {
+                try
+                {
+                    ThrowIfClosed();
+                    previous = _endpoint.SwitchToNewSocketLocked(socket);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+
+                _handle.Core.OnLocalAddressChanged(QuicClock.Now);
+                // PATH_CHALLENGE alone is a probe; a PING makes the packet non-probing, so the server moves to the new
+                // path too (RFC 9000 §9.2) even when no application data is flowing.
+                var ping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _ = ping.Task.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                _pings.Enqueue(ping);
+                _handle.Core.Ping();
+                _endpoint.AfterApplicationOperationLocked(_handle, flushNow: true);
+                outcome = _migration!.Task;
+            }
+        }
+        catch
+        {
+            lock (_endpoint.Lock) _migration = null;
+            throw;
+        }
+
+        bool validated;
+        try
+        {
+            validated = await outcome.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            lock (_endpoint.Lock) _migration = null;
+            _endpoint.RetireSocket(socket, fallback: previous);
+            throw;
+        }
+        catch (QuicException)
+        {
+            throw; // the connection ended: its endpoint closes every socket
+        }
+
+        lock (_endpoint.Lock) _migration = null;
+        if (validated)
+        {
+            _endpoint.RetireSocket(previous);
+            return;
+        }
+
+        _endpoint.RetireSocket(socket, fallback: previous);
+        throw new QuicException(QuicError.ConnectionTimeout, null, "The new path could not be validated; the connection stays on its previous local address.");
     }
 
     /// <summary>Sends an unreliable datagram (RFC 9221). Throws when the peer does not accept datagrams or it exceeds <see cref="MaxDatagramPayloadSize"/>.</summary>
@@ -426,8 +576,8 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         switch (e.Kind)
         {
             case ConnectionEventKind.HandshakeCompleted:
+                _handshake.TrySetResult();
                 if (IsServer) _listener?.OnHandshakeCompleted(this);
-                else _handshake.TrySetResult();
                 break;
             case ConnectionEventKind.StreamOpened:
                 if (!_streams.ContainsKey(e.StreamId))
@@ -472,6 +622,12 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             case ConnectionEventKind.ClientHelloReceived:
                 if (_listener is not null && _handle.Core.ClientHello is { } hello) _ = ChooseConfigurationAsync(hello);
                 break;
+            case ConnectionEventKind.PathValidated:
+                _migration?.TrySetResult(true);
+                break;
+            case ConnectionEventKind.PathValidationFailed:
+                _migration?.TrySetResult(false);
+                break;
             case ConnectionEventKind.Terminated:
                 Terminate();
                 break;
@@ -495,6 +651,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         _datagrams.Writer.TryComplete(_error);
         _streamsAvailable?.TrySetException(_error);
         _streamsAvailable = null;
+        _migration?.TrySetException(_error);
         while (_pings.TryDequeue(out TaskCompletionSource? ping)) ping.TrySetException(_error);
         foreach (QuicStream s in _streams.Values) s.OnConnectionClosed(_error);
     }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using KestrelQuic.Configuration;
 using KestrelQuic.Tls;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic;
 
@@ -20,14 +21,35 @@ public sealed class QuicClientConnectionOptions
     /// <summary>Where session tickets and NEW_TOKEN tokens are kept between connections (resumption, 0-RTT, skipping Retry). Null: none.</summary>
     public IQuicSessionStore? SessionStore { get; set; }
 
+    /// <summary>
+    /// When true (the default), <see cref="QuicConnection.ConnectAsync"/> returns once the handshake completed. When
+    /// false it returns as soon as the first flight is sent, so streams can be opened and written at once: with a
+    /// session ticket and <see cref="QuicConfiguration.EnableEarlyData"/>, that data goes out as 0-RTT. Await
+    /// <see cref="QuicConnection.HandshakeCompleted"/> to learn the outcome.
+    /// </summary>
+    public bool WaitForHandshake { get; set; } = true;
+
     /// <summary>How long the handshake may take before <see cref="QuicError.ConnectionTimeout"/>. Default 10 s.</summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// When 0-RTT is possible (<see cref="QuicConfiguration.EnableEarlyData"/> and a session ticket that allows it),
+    /// <see cref="QuicConnection.ConnectAsync"/> returns as soon as the ClientHello is sent instead of after the
+    /// handshake, so data written at once travels in 0-RTT packets (replayable: send only idempotent requests before
+    /// <see cref="QuicConnection.HandshakeCompleted"/>). If the server rejects 0-RTT, that data is resent in 1-RTT.
+    /// <see cref="HandshakeTimeout"/> still applies: the connection is aborted if the handshake does not complete.
+    /// Default false.
+    /// </summary>
+    public bool ConnectWithEarlyData { get; set; }
 
     /// <summary>Error code used when a stream is disposed before its peer finished (STOP_SENDING).</summary>
     public long DefaultStreamErrorCode { get; set; }
 
     /// <summary>Error code used when the connection is disposed without <see cref="QuicConnection.CloseAsync"/>.</summary>
     public long DefaultCloseErrorCode { get; set; }
+
+    /// <summary>Creates the "KestrelQuic" logger (connection lifecycle, handshake failures, protocol errors, dropped datagrams). Null: no logging.</summary>
+    public ILoggerFactory? LoggerFactory { get; set; }
 }
 
 /// <summary>Options of <see cref="QuicListener.ListenAsync"/>.</summary>
@@ -69,6 +91,9 @@ public sealed class QuicListenerOptions
 
     /// <summary>Error code used when a connection is disposed without <see cref="QuicConnection.CloseAsync"/>.</summary>
     public long DefaultCloseErrorCode { get; set; }
+
+    /// <summary>Creates the "KestrelQuic" logger (connection lifecycle, handshake failures, protocol errors, dropped datagrams). Null: no logging.</summary>
+    public ILoggerFactory? LoggerFactory { get; set; }
 }
 
 /// <summary>Keeps what a client learns for its next connections to the same server: session tickets and address validation tokens.</summary>

@@ -4,6 +4,7 @@ using KestrelQuic.Configuration;
 using KestrelQuic.Endpoint;
 using KestrelQuic.Tls;
 using KestrelQuic.Udp;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic;
 
@@ -55,8 +56,10 @@ public sealed class QuicListener : IAsyncDisposable
         }
 
         if (options.StaticKey is { Length: < 32 }) throw new ArgumentException("StaticKey must hold at least 32 bytes.", nameof(options));
+        ILogger? logger = options.LoggerFactory?.CreateLogger(Diagnostics.QuicLog.CategoryName);
         var settings = new EndpointSettings
         {
+            Tracers = new Diagnostics.ConnectionTracerFactory(logger),
             ServerConfiguration = config,
             ConnectionIdLength = config.ConnectionIdLength,
             StaticKey = options.StaticKey,
@@ -65,7 +68,7 @@ public sealed class QuicListener : IAsyncDisposable
             StatelessResetsPerSecond = options.StatelessResetsPerSecond,
             DeferServerConfiguration = options.ConnectionOptionsCallback is not null,
         };
-        QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(options.ListenEndPoint, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: false);
+        QuicSocketEndpoint endpoint = QuicSocketEndpoint.Start(options.ListenEndPoint, settings, config.SocketReceiveBufferSize, config.SocketSendBufferSize, disposeWhenEmpty: false, logger);
         var listener = new QuicListener(endpoint, options);
         lock (endpoint.Lock)
         {

@@ -1,3 +1,4 @@
+using System.IO.Pipelines;
 using KestrelQuic.Connection;
 using KestrelQuic.Endpoint;
 using KestrelQuic.Streams;
@@ -24,7 +25,7 @@ public enum QuicAbortDirection
 /// peer's FIN; a peer RESET_STREAM or STOP_SENDING surfaces as a <see cref="QuicException"/> with
 /// <see cref="QuicError.StreamAborted"/> and the peer's error code.
 /// </summary>
-public sealed class QuicStream : Stream
+public sealed class QuicStream : Stream, IDuplexPipe
 {
     private readonly QuicConnection _connection;
     private readonly QuicSocketEndpoint _endpoint;
@@ -39,6 +40,8 @@ public sealed class QuicStream : Stream
     private bool _writesCompleted;
     private bool _released;
     private bool _disposed;
+    private PipeReader? _input;
+    private PipeWriter? _output;
 
     internal QuicStream(QuicConnection connection, QuicSocketEndpoint endpoint, EndpointConnection handle, ulong id, bool isServer)
     {
@@ -78,6 +81,34 @@ public sealed class QuicStream : Stream
 
     /// <summary>Completes when everything written was acknowledged after <see cref="CompleteWrites"/>, or faults when the sending half was reset.</summary>
     public Task WritesClosed => _writesClosed.Task;
+
+    /// <summary>
+    /// The receiving half as a <see cref="PipeReader"/> (for Kestrel-style consumers). Completing it before the peer's
+    /// FIN sends STOP_SENDING with <see cref="QuicConnection.DefaultStreamErrorCode"/>. Use either this or the
+    /// <see cref="Stream"/> read methods, not both.
+    /// </summary>
+    public PipeReader Input
+    {
+        get
+        {
+            if (!CanReadCore) throw new InvalidOperationException("This stream cannot be read.");
+            return _input ??= new QuicStreamPipeReader(this);
+        }
+    }
+
+    /// <summary>
+    /// The sending half as a <see cref="PipeWriter"/>. Completing it sends the FIN after the buffered data; completing
+    /// it with an exception resets the stream with <see cref="QuicConnection.DefaultStreamErrorCode"/>. Use either this
+    /// or the <see cref="Stream"/> write methods, not both.
+    /// </summary>
+    public PipeWriter Output
+    {
+        get
+        {
+            if (!CanWriteCore) throw new InvalidOperationException("This stream cannot be written.");
+            return _output ??= new QuicStreamPipeWriter(this);
+        }
+    }
 
     /// <summary>The connection this stream belongs to.</summary>
     public QuicConnection Connection => _connection;

@@ -169,10 +169,22 @@ public sealed class QuicConfiguration
     /// <summary>Server: session ticket lifetime (at most 7 days). Default 24 hours.</summary>
     public TimeSpan SessionTicketLifetime { get; set; } = TimeSpan.FromHours(24);
 
-    /// <summary>Path of an NSS key log file (the SSLKEYLOGFILE format) to append TLS secrets to; null disables it.</summary>
+    /// <summary>
+    /// Path of an NSS key log file (the SSLKEYLOGFILE format) to append TLS secrets to, for decrypting captures in
+    /// Wireshark; null disables it. Anyone who can read the file can decrypt the traffic: debugging only. Default null.
+    /// </summary>
     public string? SecretsLogFile { get; set; }
 
-    /// <summary>Directory receiving one qlog file per connection; null disables qlog.</summary>
+    /// <summary>
+    /// When <see cref="SecretsLogFile"/> is null, use the path in the SSLKEYLOGFILE environment variable (if set).
+    /// Opt-in so that a stray variable never leaks secrets; a warning is logged when active. Default false.
+    /// </summary>
+    public bool UseSslKeyLogFileEnvironmentVariable { get; set; }
+
+    /// <summary>
+    /// Directory receiving one qlog file per connection (JSON-SEQ, named by the original destination connection ID
+    /// and role, e.g. <c>1a2b…_server.sqlog</c>), for qvis; created if missing. Null disables qlog. Default null.
+    /// </summary>
     public string? QlogDirectory { get; set; }
 
     /// <summary>Server: when to send Retry. Default <see cref="RetryMode.UnderLoad"/>.</summary>

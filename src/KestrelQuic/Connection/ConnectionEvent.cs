@@ -53,6 +53,9 @@ internal enum ConnectionEventKind
     /// <summary>A new path was validated; the peer's address is now <see cref="ConnectionEvent.Data"/>-less (see the connection's RemoteAddress).</summary>
     PathValidated,
 
+    /// <summary>Validation of a new path gave up after its retries (RFC 9000 §8.2.4); a server fell back to the previous peer address.</summary>
+    PathValidationFailed,
+
     /// <summary>Server with deferred configuration: the ClientHello arrived (see <see cref="QuicConnectionCore.ClientHello"/>); call <see cref="QuicConnectionCore.ResumeHandshake"/>.</summary>
     ClientHelloReceived,
 

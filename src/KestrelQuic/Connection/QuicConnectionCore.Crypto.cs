@@ -36,6 +36,7 @@ internal sealed partial class QuicConnectionCore
     private void InstallSecret(EncryptionLevel level, TrafficDirection direction, CipherSuite suite, ReadOnlySpan<byte> secret)
     {
         bool read = direction == TrafficDirection.Read;
+        _qlog?.KeyUpdated(level, clientSecret: read == IsServer, localUpdate: false, keyPhase: -1);
         switch (level)
         {
             case EncryptionLevel.Handshake:
@@ -95,6 +96,7 @@ internal sealed partial class QuicConnectionCore
 
             _peerParameters = peer;
             ApplyPeerParameters(peer!);
+            _qlog?.ParametersSet(now, local: false, peer!, _tls.NegotiatedCipherSuite?.ToString());
         }
 
         if (_halfRttWriteKeys is not null && _oneRttKeys is not null)

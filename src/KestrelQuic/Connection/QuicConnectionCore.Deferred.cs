@@ -94,6 +94,8 @@ internal sealed partial class QuicConnectionCore
         _localParameters = CreateLocalTransportParameters();
         SetServerConnectionIdParameters(initialId);
         InitializeStreams();
+        _qlog?.ParametersSet(now, local: true, _localParameters, null);
+        KeyLog = _tracers?.CreateKeyLog(configuration) ?? KeyLog;
         _tls = new TlsHandshake(TlsOptionsFactory.Create(configuration, isServer: true, this), new TlsHost(this));
         _tls.Start(_localParameters.Encode());
 

@@ -102,6 +102,7 @@ internal sealed partial class QuicConnectionCore
                 _peerAddressValidated = true;
             }
 
+            Emit(ConnectionEventKind.PathValidationFailed);
             return;
         }
 

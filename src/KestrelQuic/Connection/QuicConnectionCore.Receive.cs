@@ -11,7 +11,10 @@ namespace KestrelQuic.Connection;
 
 internal sealed partial class QuicConnectionCore
 {
-    private readonly ValueRange[] _ackRangeScratch = new ValueRange[256];
+    // One per thread, not per connection: a connection is driven by one thread at a time and the ranges are consumed
+    // within the call, so idle connections do not each hold 4 KiB.
+    [ThreadStatic]
+    private static ValueRange[]? t_ackRangeScratch;
 
     /// <summary>
     /// Processes one UDP datagram (possibly several coalesced packets). The buffer is decrypted in place.
@@ -45,6 +48,7 @@ internal sealed partial class QuicConnectionCore
 
             int length = header.PacketLength;
             ProcessPacket(rest.Slice(0, length), in header, remoteAddress, first, datagram.Length, now);
+            _qlog?.MetricsUpdated(now, _rtt, _congestion, _loss.PtoCount);
             if (State is ConnectionState.Closed or ConnectionState.Draining) return;
             offset += length;
             first = false;
@@ -204,6 +208,7 @@ internal sealed partial class QuicConnectionCore
 
             oneRtt.Update(now, 3 * _loss.GetProbeTimeoutDuration(PacketNumberSpace.ApplicationData, LossContext));
             Statistics.KeyUpdates++;
+            TraceKeyUpdate(localUpdate: false);
             Emit(ConnectionEventKind.KeyUpdated);
         }
 
@@ -213,6 +218,7 @@ internal sealed partial class QuicConnectionCore
         }
 
         Statistics.PacketsReceived++;
+        if (header.Type == PacketType.ZeroRtt) Statistics.ZeroRttPacketsReceived++;
 
         // Address and handshake bookkeeping that depends only on successful decryption.
         if (IsClient && header.IsLongHeader && !_receivedFirstServerPacket)
@@ -242,6 +248,7 @@ internal sealed partial class QuicConnectionCore
         }
 
         ReadOnlySpan<byte> payload = packet.Slice(headerLength, payloadLength);
+        _qlog?.PacketReceived(now, header.Type, packetNumber, packet.Length, dcid, header.IsLongHeader ? packet.Slice(header.SourceConnectionIdOffset, header.SourceConnectionIdLength) : default, payload);
         if (!ProcessFrames(payload, header.Type, space, dcid, out bool ackEliciting, out bool probingOnly, now))
         {
             return;
@@ -368,6 +375,7 @@ internal sealed partial class QuicConnectionCore
     {
         if (_handshakeConfirmed) return;
         _handshakeConfirmed = true;
+        _qlog?.HandshakeConfirmed();
         _peerCompletedAddressValidation = true;
         DiscardSpace(PacketNumberSpace.Handshake, now);
         // 0-RTT keys are no longer needed once 1-RTT is confirmed.
@@ -482,11 +490,12 @@ internal sealed partial class QuicConnectionCore
 
     private bool ProcessAck(ref Frame frame, PacketNumberSpace space, long now, out TransportError error)
     {
-        int count = frame.Ack.CopyRanges(_ackRangeScratch);
+        ValueRange[] scratch = t_ackRangeScratch ??= new ValueRange[256];
+        int count = frame.Ack.CopyRanges(scratch);
         if (count < 0)
         {
             // More ranges than our scratch: process the highest ones (loss detection treats the rest as unacknowledged).
-            count = _ackRangeScratch.Length;
+            count = scratch.Length;
         }
 
         long ackDelay = 0;
@@ -497,7 +506,7 @@ internal sealed partial class QuicConnectionCore
             ackDelay = micros > (ulong.MaxValue >> 24) ? long.MaxValue / 2 : (long)Math.Min((double)micros * (1L << exponent) * 10, long.MaxValue / 2);
         }
 
-        if (!_loss.OnAckReceived(space, _ackRangeScratch.AsSpan(0, count), ackDelay, now, _lossHost, LossContext, out error))
+        if (!_loss.OnAckReceived(space, scratch.AsSpan(0, count), ackDelay, now, _lossHost, LossContext, out error))
         {
             return false;
         }

@@ -139,6 +139,7 @@ internal sealed partial class QuicConnectionCore
             }
 
             if (type == PacketType.Initial && (IsClient || p.Sent.AckEliciting)) needsPadding = true;
+            if (type == PacketType.ZeroRtt) Statistics.ZeroRttPacketsSent++;
             offset = p.End;
             count++;
         }
@@ -168,6 +169,7 @@ internal sealed partial class QuicConnectionCore
                 PacketHeaderWriter.SetLength(packet, p.LengthFieldOffset, p.PacketNumberLength + p.PayloadLength + TagLength);
             }
 
+            if (_qlog is { } qlog) TracePacketSent(qlog, ref p, packet, now);
             int protectedLength = PacketProtector.Protect(p.Keys, packet, p.PacketNumberOffset, p.PacketNumberLength, p.PayloadLength, p.Sent.PacketNumber);
             p.Sent.SentBytes = protectedLength;
             p.Sent.TimeSent = now;
@@ -180,7 +182,16 @@ internal sealed partial class QuicConnectionCore
         Statistics.BytesSent += offset;
         _bytesSentOnPath += offset;
         _loss.SetLossDetectionTimer(LossContext, now);
+        _qlog?.MetricsUpdated(now, _rtt, _congestion, _loss.PtoCount);
         return offset;
+    }
+
+    private void TracePacketSent(Diagnostics.IQlogSink qlog, ref PendingPacket p, ReadOnlySpan<byte> packet, long now)
+    {
+        int payloadOffset = p.PacketNumberOffset + p.PacketNumberLength;
+        ReadOnlySpan<byte> dcid = _connectionIds.ActivePeer?.ConnectionId ?? [];
+        ReadOnlySpan<byte> scid = p.Type == PacketType.OneRtt ? default : _localParameters.InitialSourceConnectionId;
+        qlog.PacketSent(now, p.Type, p.Sent.PacketNumber, payloadOffset + p.PayloadLength + TagLength, dcid, scid, packet.Slice(payloadOffset, p.PayloadLength));
     }
 
     private void OnPacketSent(ref PendingPacket p, long now)
@@ -709,6 +720,7 @@ internal sealed partial class QuicConnectionCore
         bool mtuProbe = !packet.InFlight && packet.Frames.Length == 1 && packet.Frames[0] is { Kind: FrameKind.Ping, Value: 2 };
         if (mtuProbe) Statistics.MtuProbesLost++;
         else Statistics.PacketsLost++;
+        _qlog?.PacketLost(packet.Space, packet.PacketNumber);
         PacketNumberSpaceState space = _spaces[(int)packet.Space];
         foreach (ref readonly SentFrame f in packet.Frames)
         {
@@ -721,12 +733,18 @@ internal sealed partial class QuicConnectionCore
                     OnMtuProbeLost(f.Value2);
                     break;
                 case FrameKind.Crypto:
-                    if (!space.Discarded) space.CryptoSend.OnLost(f.Offset, f.Length, false);
+                    if (!space.Discarded)
+                    {
+                        space.CryptoSend.OnLost(f.Offset, f.Length, false);
+                        Statistics.FramesRetransmitted++;
+                    }
+
                     break;
                 case FrameKind.Stream:
                     if (_streams.TryGetValue(f.StreamId, out StreamState? s) && s.Send is not null)
                     {
                         s.OnStreamFrameLost(f.Offset, f.Length, f.Fin);
+                        Statistics.FramesRetransmitted++;
                         QueueForSend(s);
                     }
 

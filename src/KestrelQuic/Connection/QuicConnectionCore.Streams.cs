@@ -83,8 +83,12 @@ internal sealed partial class QuicConnectionCore
         }
 
         CreateStream(streamId);
+        Statistics.StreamsOpened++;
         return true;
     }
+
+    /// <summary>How many more locally initiated streams of <paramref name="type"/> the peer's current MAX_STREAMS allows.</summary>
+    public ulong AvailableLocalStreams(QuicStreamType type) => _streamLimits.AvailableLocal(type);
 
     public StreamState? GetStream(ulong streamId) => _streams.GetValueOrDefault(streamId);
 
@@ -264,6 +268,7 @@ internal sealed partial class QuicConnectionCore
             for (ulong newId = firstNewId; newId <= id; newId += 4)
             {
                 CreateStream(newId);
+                Statistics.StreamsOpened++;
                 Emit(ConnectionEventKind.StreamOpened, newId);
             }
 

@@ -1,6 +1,7 @@
 using System.Net;
 using KestrelQuic.Configuration;
 using KestrelQuic.Crypto;
+using KestrelQuic.Diagnostics;
 using KestrelQuic.FlowControl;
 using KestrelQuic.PacketProtection;
 using KestrelQuic.Parameters;
@@ -74,10 +75,16 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private int _pingsRequested;
     private List<byte[]>? _undecryptable;
     private long _lastCloseSentTime = long.MinValue;
+    private readonly IConnectionTracerFactory? _tracers;
+    private readonly IQlogSink? _qlog;
+    private ConnectionState _state = ConnectionState.Handshake;
 
-    private QuicConnectionCore(QuicConfiguration config, bool isServer, uint version, byte[] originalDcid, EndPoint? remoteAddress, long now, Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null)
+    private QuicConnectionCore(QuicConfiguration config, bool isServer, uint version, byte[] originalDcid, EndPoint? remoteAddress, long now, Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null, IConnectionTracerFactory? tracers = null)
     {
         _config = config;
+        _tracers = tracers;
+        KeyLog = tracers?.CreateKeyLog(config);
+        _qlog = tracers?.CreateQlog(config, isServer, originalDcid, now);
         // Set before the connection ID manager captures the generator (an object initializer would run too late).
         ResetTokenGenerator = resetTokenGenerator;
         IsServer = isServer;
@@ -116,7 +123,27 @@ internal sealed partial class QuicConnectionCore : IDisposable
 
     public bool IsClient => !IsServer;
 
-    public ConnectionState State { get; private set; } = ConnectionState.Handshake;
+    public ConnectionState State
+    {
+        get => _state;
+        private set
+        {
+            ConnectionState old = _state;
+            _state = value;
+            if (_qlog is { } qlog && old != value)
+            {
+                qlog.StateUpdated(old, value);
+                // connection_closed: CONNECTION_CLOSE sent (closing) or received (draining), or a silent end (idle timeout).
+                if ((value is ConnectionState.Closing or ConnectionState.Draining || old is ConnectionState.Handshake or ConnectionState.Established) && CloseReason is { } reason)
+                {
+                    qlog.ConnectionClosed(reason);
+                }
+            }
+        }
+    }
+
+    /// <summary>Receives TLS secrets (SSLKEYLOGFILE lines) when the layer above asked for them; null otherwise.</summary>
+    internal IKeyLogSink? KeyLog { get; private set; }
 
     /// <summary>The QUIC version in use.</summary>
     public uint Version => _version;
@@ -152,14 +179,18 @@ internal sealed partial class QuicConnectionCore : IDisposable
     /// <summary>Whether 0-RTT data was accepted by the server (client) or accepted from the client (server).</summary>
     public bool EarlyDataAccepted => _tls.EarlyData == EarlyDataStatus.Accepted;
 
+    /// <summary>Client: 0-RTT keys are installed and the handshake has not produced 1-RTT keys yet, so stream data goes out in 0-RTT.</summary>
+    public bool CanSendEarlyData => IsClient && _zeroRttWriteKeys is not null && _oneRttKeys is null;
+
     /// <summary>Creates a client connection and queues its first flight. <paramref name="remoteAddress"/> is opaque to the core.</summary>
-    public static QuicConnectionCore CreateClient(QuicConfiguration config, EndPoint? remoteAddress, long now, byte[]? token = null)
+    public static QuicConnectionCore CreateClient(QuicConfiguration config, EndPoint? remoteAddress, long now, byte[]? token = null, IConnectionTracerFactory? tracers = null)
     {
         config.ThrowIfInvalid();
         uint version = config.SupportedVersions[0];
         byte[] odcid = System.Security.Cryptography.RandomNumberGenerator.GetBytes(Math.Max(8, config.ConnectionIdLength));
-        var connection = new QuicConnectionCore(config, isServer: false, version, odcid, remoteAddress, now) { };
+        var connection = new QuicConnectionCore(config, isServer: false, version, odcid, remoteAddress, now, tracers: tracers);
         connection._token = token;
+        connection.TraceStart(now);
         connection.StartClient(now);
         return connection;
     }
@@ -181,14 +212,16 @@ internal sealed partial class QuicConnectionCore : IDisposable
         bool addressValidated = false,
         Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null,
         byte[]? localConnectionId = null,
-        bool deferConfiguration = false)
+        bool deferConfiguration = false,
+        IConnectionTracerFactory? tracers = null)
     {
         byte[] odcid = originalDestinationConnectionId ?? clientDestinationConnectionId.ToArray();
-        var connection = new QuicConnectionCore(config, isServer: true, version, odcid, remoteAddress, now, resetTokenGenerator);
+        var connection = new QuicConnectionCore(config, isServer: true, version, odcid, remoteAddress, now, resetTokenGenerator, tracers);
         connection._retrySourceConnectionId = retrySourceConnectionId;
         connection._peerAddressValidated = addressValidated;
         connection._awaitingConfiguration = deferConfiguration;
         connection.StartServer(clientDestinationConnectionId, clientSourceConnectionId.ToArray(), localConnectionId, now);
+        connection.TraceStart(now);
         return connection;
     }
 
@@ -278,6 +311,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
 
         _oneRttKeys.Update(now, 3 * _loss.GetProbeTimeoutDuration(PacketNumberSpace.ApplicationData, LossContext));
         Statistics.KeyUpdates++;
+        TraceKeyUpdate(localUpdate: true);
         _events.Enqueue(new ConnectionEvent(ConnectionEventKind.KeyUpdated));
         return true;
     }
@@ -287,6 +321,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
 
     public void Dispose()
     {
+        _qlog?.Complete();
         foreach (PacketNumberSpaceState s in _spaces) s.Dispose();
         _oneRttKeys?.Dispose();
         _zeroRttReadKeys?.Dispose();
@@ -350,6 +385,22 @@ internal sealed partial class QuicConnectionCore : IDisposable
         return p;
     }
 
+    /// <summary>qlog: connection_started and the local transport parameters (once the connection IDs are chosen).</summary>
+    private void TraceStart(long now)
+    {
+        if (_qlog is not { } qlog) return;
+        qlog.ConnectionStarted(now, RemoteAddress, _version);
+        if (!_awaitingConfiguration) qlog.ParametersSet(now, local: true, _localParameters, null);
+    }
+
+    /// <summary>qlog: a 1-RTT key update replaces both directions' secrets.</summary>
+    private void TraceKeyUpdate(bool localUpdate)
+    {
+        if (_qlog is not { } qlog) return;
+        qlog.KeyUpdated(EncryptionLevel.OneRtt, clientSecret: true, localUpdate, Statistics.KeyUpdates);
+        qlog.KeyUpdated(EncryptionLevel.OneRtt, clientSecret: false, localUpdate, Statistics.KeyUpdates);
+    }
+
     private void StartClient(long now)
     {
         byte[] scid = _connectionIds.NewLocalId();
@@ -391,6 +442,8 @@ internal sealed partial class QuicConnectionCore : IDisposable
         initial.WriteKeys?.Dispose();
         initial.ReadKeys = PacketProtectionKeys.FromSecret(CipherSuite.Aes128GcmSha256, IsServer ? clientSecret : serverSecret, _version);
         initial.WriteKeys = PacketProtectionKeys.FromSecret(CipherSuite.Aes128GcmSha256, IsServer ? serverSecret : clientSecret, _version);
+        _qlog?.KeyUpdated(EncryptionLevel.Initial, clientSecret: true, localUpdate: false, keyPhase: -1);
+        _qlog?.KeyUpdated(EncryptionLevel.Initial, clientSecret: false, localUpdate: false, keyPhase: -1);
     }
 
     private void Emit(ConnectionEventKind kind, ulong streamId = 0, ulong errorCode = 0, byte[]? data = null, bool flag = false)
@@ -409,10 +462,11 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private void EnterClosed()
     {
         if (State == ConnectionState.Closed) return;
-        State = ConnectionState.Closed;
         CloseReason ??= new QuicCloseReason { Reason = "closed" };
+        State = ConnectionState.Closed;
         Emit(ConnectionEventKind.Terminated);
         AbortAllStreams();
+        _qlog?.Complete();
     }
 
     /// <summary>Starts an immediate close (RFC 9000 §10.2): transport error when <paramref name="error"/> is set, else application.</summary>
@@ -459,4 +513,10 @@ internal sealed class ConnectionStatistics
     public long PathMtuUpdates;
     public long MtuProbesLost;
     public long PacketNumbersSkipped;
+    public long StreamsOpened;
+
+    /// <summary>CRYPTO and STREAM frames whose data was queued again after their packet was declared lost.</summary>
+    public long FramesRetransmitted;
+    public long ZeroRttPacketsSent;
+    public long ZeroRttPacketsReceived;
 }

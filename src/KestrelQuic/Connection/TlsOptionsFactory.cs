@@ -55,46 +55,9 @@ internal static class TlsOptionsFactory
             }
         }
 
-        if (config.SecretsLogFile is { Length: > 0 } path)
-        {
-            options.KeyLogCallback = KeyLogWriter.For(path).Write;
-        }
+        // The core does no I/O: the sink (set by the layer above) hands the lines to a background writer.
+        if (connection.KeyLog is { } keyLog) options.KeyLogCallback = keyLog.Write;
 
         return options;
-    }
-}
-
-/// <summary>Appends NSS key log lines (the SSLKEYLOGFILE format) to a file shared by all connections of the process.</summary>
-internal sealed class KeyLogWriter
-{
-    private static readonly Dictionary<string, KeyLogWriter> s_writers = new(StringComparer.Ordinal);
-    private readonly string _path;
-    private readonly object _lock = new();
-
-    private KeyLogWriter(string path) => _path = path;
-
-    public static KeyLogWriter For(string path)
-    {
-        string full = Path.GetFullPath(path);
-        lock (s_writers)
-        {
-            if (!s_writers.TryGetValue(full, out KeyLogWriter? w))
-            {
-                w = new KeyLogWriter(full);
-                s_writers.Add(full, w);
-            }
-
-            return w;
-        }
-    }
-
-    public void Write(string label, ReadOnlySpan<byte> clientRandom, ReadOnlySpan<byte> secret)
-    {
-        // Rare (a handful of lines per connection): a synchronous append keeps the lines whole and ordered.
-        string line = $"{label} {Convert.ToHexString(clientRandom).ToLowerInvariant()} {Convert.ToHexString(secret).ToLowerInvariant()}\n";
-        lock (_lock)
-        {
-            File.AppendAllText(_path, line);
-        }
     }
 }

@@ -34,6 +34,9 @@ internal sealed class EndpointSettings
     /// <summary>Server: hold the TLS handshake at the ClientHello until the layer above supplies the connection's configuration.</summary>
     public bool DeferServerConfiguration { get; init; }
 
+    /// <summary>Creates each connection's optional trace sinks (secrets log, qlog); null: none.</summary>
+    public Diagnostics.IConnectionTracerFactory? Tracers { get; init; }
+
     public TimeSpan RetryTokenLifetime { get; init; } = TimeSpan.FromSeconds(10);
 
     public TimeSpan NewTokenLifetime { get; init; } = TimeSpan.FromDays(1);
@@ -141,6 +144,9 @@ internal sealed class QuicEndpointCore : IDisposable
 
     public int HandshakesInProgress => _handshakesInProgress;
 
+    /// <summary>Entries in the timer heap, stale ones included (tests: it stays proportional to the live connections).</summary>
+    internal int TimerQueueLength => _timers.Count;
+
     /// <summary>When set, new connections are refused (a listener that stopped accepting).</summary>
     public bool RefuseNewConnections { get; set; }
 
@@ -173,7 +179,7 @@ internal sealed class QuicEndpointCore : IDisposable
             throw new ArgumentException($"ConnectionIdLength must be {_cidLength} on this endpoint.", nameof(configuration));
         }
 
-        QuicConnectionCore core = QuicConnectionCore.CreateClient(configuration, remote, now, token);
+        QuicConnectionCore core = QuicConnectionCore.CreateClient(configuration, remote, now, token, _settings.Tracers);
         EndpointConnection connection = Track(core);
         AfterOperation(connection);
         return connection;
@@ -431,7 +437,8 @@ internal sealed class QuicEndpointCore : IDisposable
             retrySourceConnectionId: retryScid,
             addressValidated: validated,
             resetTokenGenerator: _resetTokenFunc,
-            deferConfiguration: _settings.DeferServerConfiguration);
+            deferConfiguration: _settings.DeferServerConfiguration,
+            tracers: _settings.Tracers);
         EndpointConnection connection = Track(core);
         // Retransmitted Initials and 0-RTT packets still carry the client's DCID until it sees our SCID.
         Route(connection, dcid.ToArray());
@@ -563,7 +570,26 @@ internal sealed class QuicEndpointCore : IDisposable
         if (timeout != c.RegisteredTimeout)
         {
             c.RegisteredTimeout = timeout;
-            if (timeout != long.MaxValue) _timers.Enqueue(c, timeout);
+            if (timeout != long.MaxValue)
+            {
+                _timers.Enqueue(c, timeout);
+                CompactTimersIfMostlyStale();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Stale timer entries (superseded deadlines, removed connections) are only dropped when they come due, and until
+    /// then they keep their connection alive: a removed connection's idle deadline could pin it for the whole idle
+    /// timeout. Rebuild the heap from the live deadlines once stale entries dominate (amortized O(1) per entry).
+    /// </summary>
+    private void CompactTimersIfMostlyStale()
+    {
+        if (_timers.Count <= 2 * _connections.Count + 64) return;
+        _timers.Clear();
+        foreach (EndpointConnection live in _connections)
+        {
+            if (live.RegisteredTimeout != long.MaxValue) _timers.Enqueue(live, live.RegisteredTimeout);
         }
     }
 
@@ -586,6 +612,7 @@ internal sealed class QuicEndpointCore : IDisposable
         }
 
         c.RegisteredTimeout = long.MaxValue;
+        CompactTimersIfMostlyStale();
         if (!c.ActiveQueued && c.Core.PendingEventCount > 0)
         {
             c.ActiveQueued = true;

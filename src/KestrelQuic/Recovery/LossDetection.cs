@@ -376,7 +376,9 @@ internal sealed class LossDetection
     /// <summary>Sent packets of one space, in packet number order, in a growable ring (holes are null until trimmed).</summary>
     private sealed class SpaceData
     {
-        private SentPacket?[] _ring = new SentPacket?[64];
+        private const int InitialCapacity = 8;
+        private const int ShrinkAbove = 1024;
+        private SentPacket?[] _ring = new SentPacket?[InitialCapacity];
         private int _head;
 
         public int Count { get; private set; }
@@ -419,6 +421,13 @@ internal sealed class LossDetection
                 _head = (_head + 1) & (_ring.Length - 1);
                 Count--;
             }
+
+            if (Count == 0 && _ring.Length > ShrinkAbove)
+            {
+                // A burst grew the ring; an idle connection should not keep it.
+                _ring = new SentPacket?[InitialCapacity];
+                _head = 0;
+            }
         }
 
         /// <summary>Index of the first slot whose packet number is at least <paramref name="pn"/> (holes are skipped by the caller).</summary>
@@ -438,6 +447,7 @@ internal sealed class LossDetection
 
         public void Clear()
         {
+            _ring = _ring.Length > InitialCapacity ? new SentPacket?[InitialCapacity] : _ring;
             Array.Clear(_ring);
             _head = 0;
             Count = 0;

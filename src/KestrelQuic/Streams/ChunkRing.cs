@@ -55,6 +55,21 @@ internal sealed class ChunkRing
         return slot;
     }
 
+    /// <summary>
+    /// Returns one chunk to the pool without moving the base: its bytes are no longer needed, but later bytes of the
+    /// same chunk may still come (they get a fresh chunk). Keeps idle streams from pinning 4 KiB each.
+    /// </summary>
+    public void Release(long chunk)
+    {
+        long rel = chunk - _baseChunk;
+        if (rel < 0 || rel >= _slots.Length) return;
+        ref byte[]? slot = ref _slots[(_head + (int)rel) & (_slots.Length - 1)];
+        if (slot is null) return;
+        ChunkPool.Return(slot);
+        slot = null;
+        HeldChunks--;
+    }
+
     /// <summary>Returns every chunk numbered below <paramref name="chunk"/> to the pool.</summary>
     public void ReleaseBelow(long chunk)
     {

@@ -176,6 +176,7 @@ internal sealed class ReceiveBuffer
         else
         {
             _chunks.ReleaseBelow(ChunkRing.ChunkOf(ReadOffset));
+            if (_received.IsEmpty) _chunks.Release(ChunkRing.ChunkOf(ReadOffset)); // drained: an idle stream holds no chunk
         }
     }
 

@@ -191,6 +191,7 @@ internal sealed class SendBuffer
             {
                 _ackedPrefix = prefix;
                 _chunks.ReleaseBelow(ChunkRing.ChunkOf(prefix));
+                if (prefix == WrittenOffset) _chunks.Release(ChunkRing.ChunkOf(prefix)); // idle: nothing left to keep
             }
         }
 

@@ -74,14 +74,14 @@ internal sealed class KeySchedule
 /// <summary>The running transcript (RFC 8446 §4.4.1). Raw bytes are kept too because PSK binders hash a prefix plus a truncated ClientHello.</summary>
 internal sealed class Transcript : IDisposable
 {
-    private readonly ArrayBufferWriter<byte> _messages = new(4096);
+    private ArrayBufferWriter<byte>? _messages = new(4096);
     private IncrementalHash? _hash;
 
     public HashAlgorithmName? Hash { get; private set; }
 
     public void Add(ReadOnlySpan<byte> message)
     {
-        _messages.Write(message);
+        Messages.Write(message);
         _hash?.AppendData(message);
     }
 
@@ -94,7 +94,7 @@ internal sealed class Transcript : IDisposable
 
         Hash = hash;
         _hash = IncrementalHash.CreateHash(hash);
-        _hash.AppendData(_messages.WrittenSpan);
+        _hash.AppendData(Messages.WrittenSpan);
     }
 
     public byte[] CurrentHash() => _hash!.GetCurrentHash();
@@ -103,7 +103,7 @@ internal sealed class Transcript : IDisposable
     public byte[] HashWith(HashAlgorithmName hash, ReadOnlySpan<byte> extra)
     {
         using IncrementalHash h = IncrementalHash.CreateHash(hash);
-        h.AppendData(_messages.WrittenSpan);
+        h.AppendData(Messages.WrittenSpan);
         h.AppendData(extra);
         return h.GetHashAndReset();
     }
@@ -112,10 +112,23 @@ internal sealed class Transcript : IDisposable
     public void ReplaceWithMessageHash()
     {
         byte[] hashOfClientHello1 = _hash!.GetHashAndReset();
-        _messages.ResetWrittenCount();
+        Messages.ResetWrittenCount();
         Span<byte> header = [(byte)HandshakeType.MessageHash, 0, 0, (byte)hashOfClientHello1.Length];
         Add(header);
         Add(hashOfClientHello1);
+    }
+
+    private ArrayBufferWriter<byte> Messages => _messages ?? throw new InvalidOperationException("The transcript was released after the handshake.");
+
+    /// <summary>
+    /// Drops the messages and the running hash once the last secret that depends on them is derived (the
+    /// resumption master secret): a few KiB per connection that an idle connection should not keep.
+    /// </summary>
+    public void Release()
+    {
+        _hash?.Dispose();
+        _hash = null;
+        _messages = null;
     }
 
     public void Dispose() => _hash?.Dispose();

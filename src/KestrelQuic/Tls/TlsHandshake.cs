@@ -174,6 +174,11 @@ internal sealed partial class TlsHandshake : IDisposable
 
             _inBuffer.AsSpan(offset, _inLength - offset).CopyTo(_inBuffer);
             _inLength -= offset;
+            if (IsHandshakeComplete && _inLength == 0)
+            {
+                _inBuffer = []; // post-handshake messages (tickets) are rare; an idle connection keeps no buffer
+            }
+
             return null;
         }
         catch (TlsAlertException e)
@@ -557,8 +562,11 @@ internal sealed partial class TlsHandshake : IDisposable
         _serverApplicationSecret = _keySchedule.DeriveSecret(_keySchedule.MasterSecret!, "s ap traffic"u8, hash);
     }
 
-    private void DeriveResumptionMasterSecret() =>
+    private void DeriveResumptionMasterSecret()
+    {
         _resumptionMasterSecret = _keySchedule!.DeriveSecret(_keySchedule.MasterSecret!, "res master"u8, _transcript.CurrentHash());
+        _transcript.Release(); // nothing after this point hashes the transcript
+    }
 
     private static List<(ushort Group, byte[] Key)> ReadClientKeyShares(ReadOnlySpan<byte> extension)
     {

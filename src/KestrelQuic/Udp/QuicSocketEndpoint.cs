@@ -2,7 +2,12 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using KestrelQuic.Connection;
+using KestrelQuic.Diagnostics;
 using KestrelQuic.Endpoint;
+using KestrelQuic.Protocol;
+using KestrelQuic.Tls;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace KestrelQuic.Udp;
 
@@ -28,33 +33,38 @@ internal static class QuicClock
 /// batches, one timer for all connections, and batched (GSO) sends. Every access to the core happens under
 /// <see cref="Lock"/>; the public API objects take it for their operations and call <see cref="AfterApplicationOperationLocked"/>.
 /// </summary>
-internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
+internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem, IQuicMetricsSource
 {
     private const int MaxDatagramsPerReceiveBatch = 64;
     // Room for the largest datagram the engine may build (PMTU probes, large paths); batches stay within MaxBytesPerSend.
     private const int SendSlotSize = 65_527;
 
-    private readonly UdpDatagramSocket _socket;
     private readonly QuicEndpointCore _core;
     private readonly IPEndPointCache _endPoints = new();
     private readonly Dictionary<EndPoint, SocketAddress> _socketAddresses = new();
-    private readonly byte[] _receiveBuffer = GC.AllocateUninitializedArray<byte>(65536, pinned: true);
     private readonly byte[] _sendBuffer = GC.AllocateUninitializedArray<byte>(UdpDatagramSocket.MaxBytesPerSend + SendSlotSize, pinned: true);
-    private readonly SocketAddress _receiveAddress;
+    private readonly List<Receiver> _receivers = new(1);
     private readonly Timer _timer;
     private readonly CancellationTokenSource _shutdown = new();
+    private readonly int _receiveBufferSize;
+    private readonly int _sendBufferSize;
+    private volatile UdpDatagramSocket _socket;
     private bool _disposeWhenEmpty;
     private long _armedTimeout = long.MaxValue;
     private bool _flushScheduled;
-    private Task? _receiveLoop;
     private bool _disposed;
+    private readonly ILogger _logger;
+    private readonly Dictionary<EndpointConnection, ConnectionTracking> _tracked = new();
+    private MetricsTotals _removedTotals;
 
-    private QuicSocketEndpoint(UdpDatagramSocket socket, EndpointSettings settings, bool disposeWhenEmpty)
+    private QuicSocketEndpoint(UdpDatagramSocket socket, EndpointSettings settings, bool disposeWhenEmpty, int receiveBufferSize, int sendBufferSize, ILogger? logger)
     {
         _socket = socket;
+        _logger = logger ?? NullLogger.Instance;
         _core = new QuicEndpointCore(settings);
-        _receiveAddress = socket.CreateReceiveAddress();
         _disposeWhenEmpty = disposeWhenEmpty;
+        _receiveBufferSize = receiveBufferSize;
+        _sendBufferSize = sendBufferSize;
         _timer = new Timer(static s => ((QuicSocketEndpoint)s!).OnTimer(), this, Timeout.Infinite, Timeout.Infinite);
     }
 
@@ -63,8 +73,10 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
 
     public QuicEndpointCore Core => _core;
 
+    /// <summary>The address of the socket the endpoint sends from (it changes when a client migrates).</summary>
     public IPEndPoint LocalEndPoint => _socket.LocalEndPoint;
 
+    /// <summary>The socket the endpoint sends from.</summary>
     public UdpDatagramSocket Socket => _socket;
 
     /// <summary>Disposes the endpoint once its last connection is gone (now, if it has none). Under the lock.</summary>
@@ -78,13 +90,14 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
     public Action<EndpointConnection>? ConnectionAccepted { get; set; }
 
     /// <summary>Binds a socket and starts receiving.</summary>
-    public static QuicSocketEndpoint Start(IPEndPoint localEndPoint, EndpointSettings settings, int receiveBufferSize, int sendBufferSize, bool disposeWhenEmpty)
+    public static QuicSocketEndpoint Start(IPEndPoint localEndPoint, EndpointSettings settings, int receiveBufferSize, int sendBufferSize, bool disposeWhenEmpty, ILogger? logger = null)
     {
         UdpDatagramSocket socket = UdpDatagramSocket.Bind(localEndPoint, receiveBufferSize, sendBufferSize);
         try
         {
-            var endpoint = new QuicSocketEndpoint(socket, settings, disposeWhenEmpty);
-            endpoint._receiveLoop = Task.Factory.StartNew(endpoint.ReceiveLoopAsync, CancellationToken.None, TaskCreationOptions.DenyChildAttach, TaskScheduler.Default).Unwrap();
+            var endpoint = new QuicSocketEndpoint(socket, settings, disposeWhenEmpty, receiveBufferSize, sendBufferSize, logger);
+            QuicMetrics.Register(endpoint);
+            lock (endpoint.Lock) endpoint.StartReceivingLocked(socket);
             return endpoint;
         }
         catch
@@ -135,9 +148,60 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         ObjectDisposedException.ThrowIf(_disposed, this);
         long now = QuicClock.Now;
         EndpointConnection connection = _core.Connect(configuration, NormalizeRemote(remote), now, token);
+        Track(connection, now);
         connection.Tag = createOwner(connection);
         ProcessLocked(now);
         return connection;
+    }
+
+    /// <summary>
+    /// Client migration, first half: makes <paramref name="socket"/> (from <see cref="BindSocket"/>) the one every
+    /// send leaves from. The previous socket keeps receiving (the peer answers there until it sees the new path)
+    /// until <see cref="RetireSocket"/>. Returns the previous socket. Connection IDs and state are untouched; the
+    /// caller tells the connection (<see cref="QuicConnectionCore.OnLocalAddressChanged"/>) under the lock.
+    /// </summary>
+    public UdpDatagramSocket SwitchToNewSocketLocked(UdpDatagramSocket socket)
+    {
+        Debug.Assert(Lock.IsHeldByCurrentThread);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        UdpDatagramSocket previous = _socket;
+        StartReceivingLocked(socket);
+        _socket = socket;
+        _socketAddresses.Clear(); // socket addresses are per address family / dual mode of the sending socket
+        return previous;
+    }
+
+    /// <summary>Binds a socket with this endpoint's buffer sizes (outside the lock: binding is a syscall).</summary>
+    public UdpDatagramSocket BindSocket(IPEndPoint localEndPoint) => UdpDatagramSocket.Bind(localEndPoint, _receiveBufferSize, _sendBufferSize);
+
+    /// <summary>
+    /// Client migration, second half: stops receiving on <paramref name="retired"/> and closes it. When it is the
+    /// current socket (a migration that failed), <paramref name="fallback"/> becomes the sending socket again.
+    /// </summary>
+    public void RetireSocket(UdpDatagramSocket retired, UdpDatagramSocket? fallback = null)
+    {
+        lock (Lock)
+        {
+            if (_disposed) return;
+            if (_socket == retired)
+            {
+                if (fallback is null) return; // never close the only socket
+                _socket = fallback;
+                _socketAddresses.Clear();
+            }
+
+            for (int i = 0; i < _receivers.Count; i++)
+            {
+                if (_receivers[i].Socket == retired)
+                {
+                    _receivers[i].Retired = true;
+                    _receivers.RemoveAt(i);
+                    break;
+                }
+            }
+        }
+
+        retired.Dispose(); // ends its receive loop
     }
 
     public async ValueTask DisposeAsync()
@@ -150,12 +214,14 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
 
         _shutdown.Cancel();
         await _timer.DisposeAsync().ConfigureAwait(false);
-        _socket.Dispose();
-        if (_receiveLoop is not null)
+        Receiver[] receivers;
+        lock (Lock) receivers = _receivers.ToArray();
+        foreach (Receiver r in receivers) r.Socket.Dispose();
+        foreach (Receiver r in receivers)
         {
             try
             {
-                await _receiveLoop.ConfigureAwait(false);
+                await r.Loop.ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
             {
@@ -165,13 +231,17 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         lock (Lock)
         {
             // Whatever is still open ends with the socket; let the owners fail their pending operations.
+            long now = QuicClock.Now;
             foreach (EndpointConnection c in _core.Connections.ToArray())
             {
                 (c.Tag as IEndpointConnectionOwner)?.OnRemoved();
+                Untrack(c, now);
             }
 
             _core.Dispose();
         }
+
+        QuicMetrics.Unregister(this);
 
         _shutdown.Dispose();
     }
@@ -183,16 +253,26 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         return remote;
     }
 
-    private async Task ReceiveLoopAsync()
+    private void StartReceivingLocked(UdpDatagramSocket socket)
+    {
+        var receiver = new Receiver(socket);
+        _receivers.Add(receiver);
+        receiver.Loop = Task.Factory.StartNew(() => ReceiveLoopAsync(receiver), CancellationToken.None, TaskCreationOptions.DenyChildAttach, TaskScheduler.Default).Unwrap();
+    }
+
+    private async Task ReceiveLoopAsync(Receiver receiver)
     {
         CancellationToken ct = _shutdown.Token;
+        UdpDatagramSocket socket = receiver.Socket;
+        byte[] buffer = receiver.Buffer;
+        SocketAddress receiveAddress = receiver.Address;
         int unflushed = 0;
-        while (!ct.IsCancellationRequested)
+        while (!ct.IsCancellationRequested && !receiver.Retired)
         {
             int n;
             try
             {
-                ValueTask<int> pending = _socket.ReceiveAsync(_receiveBuffer, _receiveAddress, ct);
+                ValueTask<int> pending = socket.ReceiveAsync(buffer, receiveAddress, ct);
                 if (!pending.IsCompleted && unflushed > 0)
                 {
                     // The socket queue is empty: answer everything taken so far (one ACK, one flush) before waiting.
@@ -213,7 +293,7 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
             }
             catch (SocketException)
             {
-                if (ct.IsCancellationRequested) return;
+                if (ct.IsCancellationRequested || receiver.Retired) return;
                 continue;
             }
 
@@ -221,7 +301,15 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
             {
                 if (_disposed) return;
                 long now = QuicClock.Now;
-                _core.ReceiveDatagram(_receiveBuffer.AsSpan(0, n), _endPoints.GetEndPoint(_receiveAddress), now);
+                if (_logger.IsEnabled(LogLevel.Debug))
+                {
+                    ReceiveAndLogDrops(buffer.AsSpan(0, n), receiveAddress, now);
+                }
+                else
+                {
+                    _core.ReceiveDatagram(buffer.AsSpan(0, n), _endPoints.GetEndPoint(receiveAddress), now);
+                }
+
                 if (++unflushed >= MaxDatagramsPerReceiveBatch)
                 {
                     ProcessLocked(now);
@@ -257,11 +345,13 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
             switch (e.Kind)
             {
                 case EndpointEventKind.ConnectionAccepted:
+                    Track(e.Connection, QuicClock.Now);
                     ConnectionAccepted?.Invoke(e.Connection);
                     break;
                 case EndpointEventKind.ConnectionRemoved:
                     DrainConnectionEvents(e.Connection);
                     (e.Connection.Tag as IEndpointConnectionOwner)?.OnRemoved();
+                    Untrack(e.Connection, QuicClock.Now);
                     if (_disposeWhenEmpty && _core.ConnectionCount == 0)
                     {
                         // A client's private endpoint ends with its connection (after the closing period).
@@ -278,13 +368,114 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         }
     }
 
-    private static void DrainConnectionEvents(EndpointConnection connection)
+    private void DrainConnectionEvents(EndpointConnection connection)
     {
         var owner = connection.Tag as IEndpointConnectionOwner;
         while (connection.Core.TryDequeueEvent(out ConnectionEvent ev))
         {
+            if (ev.Kind == ConnectionEventKind.HandshakeCompleted) OnHandshakeCompleted(connection);
             owner?.OnConnectionEvent(in ev);
         }
+    }
+
+    // ---- observability: per-connection bookkeeping (never per packet) ----
+
+    /// <summary>Totals for the observable instruments; called by <see cref="QuicMetrics"/> on the collecting thread.</summary>
+    MetricsTotals IQuicMetricsSource.Snapshot()
+    {
+        lock (Lock)
+        {
+            MetricsTotals totals = _removedTotals;
+            foreach (EndpointConnection c in _tracked.Keys) totals.Add(c.Core.Statistics);
+            totals.Add(_core.Statistics);
+            return totals;
+        }
+    }
+
+    private void Track(EndpointConnection connection, long now)
+    {
+        if (!_tracked.TryAdd(connection, new ConnectionTracking(now))) return;
+        QuicMetrics.OnConnectionCreated(connection.Core.IsServer);
+    }
+
+    private void OnHandshakeCompleted(EndpointConnection connection)
+    {
+        if (!_tracked.TryGetValue(connection, out ConnectionTracking? tracking) || tracking.HandshakeCompleted) return;
+        tracking.HandshakeCompleted = true;
+        QuicConnectionCore core = connection.Core;
+        QuicMetrics.OnHandshakeCompleted(core.IsServer, QuicClock.Now - tracking.StartTime);
+        if (_logger.IsEnabled(LogLevel.Debug))
+        {
+            string version = "0x" + core.Version.ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
+            if (core.IsServer) QuicLog.ConnectionAccepted(_logger, connection.Id, core.RemoteAddress?.ToString(), core.Tls.NegotiatedApplicationProtocol, version);
+            else QuicLog.ConnectionConnected(_logger, connection.Id, core.RemoteAddress?.ToString(), core.Tls.NegotiatedApplicationProtocol, version, core.Tls.IsResumed);
+        }
+    }
+
+    private void Untrack(EndpointConnection connection, long now)
+    {
+        if (!_tracked.Remove(connection, out ConnectionTracking? tracking)) return;
+        QuicConnectionCore core = connection.Core;
+        _removedTotals.Add(core.Statistics);
+        QuicMetrics.OnConnectionRemoved(core, tracking.HandshakeCompleted, now - tracking.StartTime);
+        if (_logger.IsEnabled(LogLevel.Information)) LogClose(connection, tracking, now);
+    }
+
+    private void LogClose(EndpointConnection connection, ConnectionTracking tracking, long now)
+    {
+        QuicConnectionCore core = connection.Core;
+        QuicCloseReason? reason = core.CloseReason;
+        string errorType = QuicMetrics.ErrorType(reason);
+        string remote = core.RemoteAddress?.ToString() ?? string.Empty;
+        string text = reason?.Reason ?? "endpoint closed";
+        if (!tracking.HandshakeCompleted)
+        {
+            if (reason is { IsApplicationError: false, IdleTimeout: false, StatelessReset: false, ErrorCode: >= 0x100 and <= 0x1ff })
+            {
+                var alert = (TlsAlert)(byte)(reason.ErrorCode - 0x100);
+                QuicLog.HandshakeFailedAlert(_logger, connection.Id, remote, QuicMetrics.SnakeCase(alert.ToString()), (int)alert, reason.ClosedByPeer ? "peer" : "local", text);
+            }
+            else
+            {
+                QuicLog.HandshakeIncomplete(_logger, connection.Id, remote, errorType, text);
+            }
+        }
+        else if (reason is { IsApplicationError: false, IdleTimeout: false, StatelessReset: false } && reason.ErrorCode != (ulong)TransportErrorCode.NoError)
+        {
+            QuicLog.ProtocolError(_logger, connection.Id, remote, errorType, Hex(reason.ErrorCode), Hex(reason.FrameType), reason.ClosedByPeer ? "peer" : "local", text);
+        }
+
+        if (_logger.IsEnabled(LogLevel.Debug))
+        {
+            QuicLog.ConnectionClosed(_logger, connection.Id, TimeSpan.FromTicks(now - tracking.StartTime).TotalMilliseconds, errorType, Hex(reason?.ErrorCode ?? 0),
+                reason?.IsApplicationError ?? false, reason?.ClosedByPeer ?? false, text);
+        }
+    }
+
+    private static string Hex(ulong value) => "0x" + value.ToString("x", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Debug logging on: compares the endpoint's drop counters around the datagram to name the reason.</summary>
+    private void ReceiveAndLogDrops(Span<byte> datagram, SocketAddress receiveAddress, long now)
+    {
+        EndpointStatistics s = _core.Statistics;
+        long malformed = s.DroppedMalformed, tooShort = s.DroppedTooShort, noConnection = s.DroppedNoConnection, version = s.DroppedUnsupportedVersion, refused = s.ConnectionsRefused;
+        int length = datagram.Length;
+        EndPoint remote = _endPoints.GetEndPoint(receiveAddress);
+        _core.ReceiveDatagram(datagram, remote, now);
+        string? reason =
+            s.DroppedMalformed != malformed ? "malformed" :
+            s.DroppedTooShort != tooShort ? "too short for a client Initial" :
+            s.DroppedUnsupportedVersion != version ? "unsupported version" :
+            s.ConnectionsRefused != refused ? "connection refused (limits or not accepting)" :
+            s.DroppedNoConnection != noConnection ? "no connection for its connection ID" : null;
+        if (reason is not null) QuicLog.DatagramDropped(_logger, length, remote.ToString(), reason);
+    }
+
+    private sealed class ConnectionTracking(long startTime)
+    {
+        public long StartTime { get; } = startTime;
+
+        public bool HandshakeCompleted { get; set; }
     }
 
     private void FlushLocked(long now)
@@ -330,16 +521,17 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
     private void Send(ReadOnlySpan<byte> segments, int segmentSize, EndPoint destination)
     {
         if (segments.IsEmpty) return;
+        UdpDatagramSocket socket = _socket;
         if (!_socketAddresses.TryGetValue(destination, out SocketAddress? address))
         {
             if (_socketAddresses.Count > 4096) _socketAddresses.Clear(); // bounded: peers come and go
-            address = _socket.CreateSocketAddress((IPEndPoint)destination);
+            address = socket.CreateSocketAddress((IPEndPoint)destination);
             _socketAddresses.Add(destination, address);
         }
 
         try
         {
-            _socket.Send(segments, segmentSize, address);
+            socket.Send(segments, segmentSize, address);
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
@@ -361,5 +553,19 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         // Round up to whole milliseconds: firing early only costs a re-arm, but never busy-loop.
         long dueMs = Math.Max(0, (next - now + TimeSpan.TicksPerMillisecond - 1) / TimeSpan.TicksPerMillisecond);
         _timer.Change(Math.Min(dueMs, int.MaxValue - 1), Timeout.Infinite);
+    }
+
+    /// <summary>One socket being received from: its own buffer and source address (several live during a client migration).</summary>
+    private sealed class Receiver(UdpDatagramSocket socket)
+    {
+        public UdpDatagramSocket Socket { get; } = socket;
+
+        public byte[] Buffer { get; } = GC.AllocateUninitializedArray<byte>(65536, pinned: true);
+
+        public SocketAddress Address { get; } = socket.CreateReceiveAddress();
+
+        public Task Loop { get; set; } = Task.CompletedTask;
+
+        public volatile bool Retired;
     }
 }

@@ -303,7 +303,7 @@ public sealed class LoopbackTests
         Assert.Equal(data, ms.ToArray());
     }
 
-    private sealed class RecordingSessionStore : IQuicSessionStore
+    internal sealed class RecordingSessionStore : IQuicSessionStore
     {
         private readonly InMemoryQuicSessionStore _inner = new();
 

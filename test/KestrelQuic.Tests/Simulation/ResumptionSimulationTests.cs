@@ -54,6 +54,8 @@ public sealed class ResumptionSimulationTests
         Assert.True(net.Client.EarlyDataAccepted);
         Assert.True(net.Server!.EarlyDataAccepted);
         Assert.Equal(request, pump.ReceivedBytes(net.Server, id));
+        Assert.True(net.Client.Statistics.ZeroRttPacketsSent > 0);
+        Assert.True(net.Server.Statistics.ZeroRttPacketsReceived > 0);
 
         int readable = net.ServerEvents.FindIndex(e => e.Kind == ConnectionEventKind.StreamReadable && e.StreamId == id);
         int completed = net.ServerEvents.FindIndex(e => e.Kind == ConnectionEventKind.HandshakeCompleted);
@@ -91,5 +93,7 @@ public sealed class ResumptionSimulationTests
         Assert.False(net.Client.EarlyDataAccepted);
         Assert.True(net.Client.Tls.IsResumed);
         Assert.Equal(request, pump.ReceivedBytes(net.Server!, id));
+        Assert.True(net.Client.Statistics.ZeroRttPacketsSent > 0);
+        Assert.Equal(0, net.Server!.Statistics.ZeroRttPacketsReceived); // rejected: never decrypted
     }
 }

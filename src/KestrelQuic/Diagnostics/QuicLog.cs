@@ -1,0 +1,56 @@
+using Microsoft.Extensions.Logging;
+
+namespace KestrelQuic.Diagnostics;
+
+/// <summary>
+/// Log messages of KestrelQuic (category "KestrelQuic"). Event ids are stable: add new ones, never renumber.
+/// Nothing is logged per packet at Information or above.
+/// </summary>
+internal static partial class QuicLog
+{
+    public const string CategoryName = "KestrelQuic";
+
+    [LoggerMessage(EventId = 1, EventName = "ConnectionAccepted", Level = LogLevel.Debug,
+        Message = "Connection {ConnectionId} from {RemoteEndPoint} accepted (ALPN {ApplicationProtocol}, QUIC version {QuicVersion}).")]
+    public static partial void ConnectionAccepted(ILogger logger, long connectionId, string? remoteEndPoint, string? applicationProtocol, string quicVersion);
+
+    [LoggerMessage(EventId = 2, EventName = "ConnectionConnected", Level = LogLevel.Debug,
+        Message = "Connection {ConnectionId} to {RemoteEndPoint} connected (ALPN {ApplicationProtocol}, QUIC version {QuicVersion}, resumed {Resumed}).")]
+    public static partial void ConnectionConnected(ILogger logger, long connectionId, string? remoteEndPoint, string? applicationProtocol, string quicVersion, bool resumed);
+
+    [LoggerMessage(EventId = 3, EventName = "ConnectionClosed", Level = LogLevel.Debug,
+        Message = "Connection {ConnectionId} closed after {DurationMs} ms: {ErrorType} (error code {ErrorCode}, application {IsApplicationError}, by peer {ClosedByPeer}): {Reason}")]
+    public static partial void ConnectionClosed(ILogger logger, long connectionId, double durationMs, string errorType, string errorCode, bool isApplicationError, bool closedByPeer, string reason);
+
+    [LoggerMessage(EventId = 4, EventName = "HandshakeFailed", Level = LogLevel.Information,
+        Message = "Connection {ConnectionId} with {RemoteEndPoint}: handshake failed with TLS alert {TlsAlert} ({AlertCode}), sent by {Sender}: {Reason}")]
+    public static partial void HandshakeFailedAlert(ILogger logger, long connectionId, string? remoteEndPoint, string tlsAlert, int alertCode, string sender, string reason);
+
+    [LoggerMessage(EventId = 5, EventName = "HandshakeIncomplete", Level = LogLevel.Information,
+        Message = "Connection {ConnectionId} with {RemoteEndPoint} ended before its handshake completed: {ErrorType}: {Reason}")]
+    public static partial void HandshakeIncomplete(ILogger logger, long connectionId, string? remoteEndPoint, string errorType, string reason);
+
+    [LoggerMessage(EventId = 6, EventName = "ProtocolError", Level = LogLevel.Information,
+        Message = "Connection {ConnectionId} with {RemoteEndPoint}: transport error {ErrorType} ({ErrorCode}) on frame type {FrameType}, detected by {Detector}: {Reason}")]
+    public static partial void ProtocolError(ILogger logger, long connectionId, string? remoteEndPoint, string errorType, string errorCode, string frameType, string detector, string reason);
+
+    [LoggerMessage(EventId = 7, EventName = "DatagramDropped", Level = LogLevel.Debug,
+        Message = "Dropped a datagram of {Length} bytes from {RemoteEndPoint}: {DropReason}.")]
+    public static partial void DatagramDropped(ILogger logger, int length, string? remoteEndPoint, string dropReason);
+
+    [LoggerMessage(EventId = 8, EventName = "SecretsLogEnabled", Level = LogLevel.Warning,
+        Message = "TLS secrets of every connection are written to {Path} ({Source}): anyone who can read it can decrypt the traffic. Use only for debugging.")]
+    public static partial void SecretsLogEnabled(ILogger logger, string path, string source);
+
+    [LoggerMessage(EventId = 9, EventName = "SecretsLogWriteFailed", Level = LogLevel.Warning,
+        Message = "Could not write the secrets log {Path}.")]
+    public static partial void SecretsLogWriteFailed(ILogger logger, Exception exception, string path);
+
+    [LoggerMessage(EventId = 10, EventName = "QlogEnabled", Level = LogLevel.Information,
+        Message = "qlog traces of every connection are written to {Directory}.")]
+    public static partial void QlogEnabled(ILogger logger, string directory);
+
+    [LoggerMessage(EventId = 11, EventName = "QlogWriteFailed", Level = LogLevel.Warning,
+        Message = "Could not write the qlog file {Path}.")]
+    public static partial void QlogWriteFailed(ILogger logger, Exception exception, string path);
+}

@@ -1,0 +1,190 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using KestrelQuic.Diagnostics;
+using KestrelQuic.Tests.Api;
+using KestrelQuic.Tests.Simulation;
+using Xunit.Abstractions;
+
+namespace KestrelQuic.Tests.Diagnostics;
+
+/// <summary>The "KestrelQuic" meter over real loopback connections (other tests run in parallel: counts are lower bounds).</summary>
+public sealed class MetricsTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+
+    [Fact]
+    public async Task LoopbackTransfer_RecordsConnectionHandshakeTrafficAndCloseInstruments()
+    {
+        using var recorder = new MetricRecorder();
+        long packetsBefore = recorder.Observe("kestrelquic.packets", "network.io.direction", "transmit");
+        long bytesSentBefore = recorder.Observe("kestrelquic.bytes", "network.io.direction", "transmit");
+        long bytesReceivedBefore = recorder.Observe("kestrelquic.bytes", "network.io.direction", "receive");
+        long streamsBefore = recorder.Observe("kestrelquic.streams.opened");
+
+        const int PayloadSize = 256 * 1024;
+        await using (QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions()))
+        {
+            Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+            await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+            await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+            Assert.True(recorder.Sum("kestrelquic.active_connections", "kestrelquic.role", "server") >= 1);
+            Assert.True(recorder.Sum("kestrelquic.active_connections", "kestrelquic.role", "client") >= 1);
+
+            await using QuicStream stream = await client.OpenOutboundStreamAsync(QuicStreamType.Unidirectional);
+            await stream.WriteAsync(SimulationHelpers.Payload(PayloadSize, 3), completeWrites: true);
+            await using QuicStream inbound = await server.AcceptInboundStreamAsync().AsTask().WaitAsync(Timeout);
+            var sink = new MemoryStream();
+            await inbound.CopyToAsync(sink).WaitAsync(Timeout);
+            Assert.Equal(PayloadSize, sink.Length);
+
+            // While open: the observable counters include live connections.
+            Assert.True(recorder.Observe("kestrelquic.bytes", "network.io.direction", "receive") - bytesReceivedBefore >= PayloadSize);
+            Assert.True(recorder.Observe("kestrelquic.streams.opened") - streamsBefore >= 2); // one on each side
+            await client.CloseAsync(0);
+            await server.Closed.WaitAsync(Timeout);
+        }
+
+        // Removal happens after the closing/draining period: wait for both close records.
+        await recorder.WaitUntil(r => r.Records("kestrelquic.connection.duration").Count(m => m.Tag("kestrelquic.role") is "client") >= 1
+            && r.Records("kestrelquic.connection.duration").Count(m => m.Tag("kestrelquic.role") is "server") >= 1, Timeout);
+
+        Assert.Contains(recorder.Records("kestrelquic.connections"), m => m.Tag("kestrelquic.role") is "server");
+        Assert.Contains(recorder.Records("kestrelquic.connections"), m => m.Tag("kestrelquic.role") is "client");
+        List<Rec> handshakes = recorder.Records("kestrelquic.handshake.duration");
+        Assert.Contains(handshakes, m => m.Tag("kestrelquic.role") is "client" && m.Value > 0 && m.Value < 20);
+        Assert.Contains(handshakes, m => m.Tag("kestrelquic.role") is "server" && m.Value > 0 && m.Value < 20);
+        Assert.Contains(recorder.Records("kestrelquic.connection.rtt"), m => m.Value > 0 && m.Value < 1);
+        Assert.Contains(recorder.Records("kestrelquic.connection.congestion_window"), m => m.Value >= 2 * 1200);
+        Assert.Contains(recorder.Records("kestrelquic.active_connections"), m => m.Value == -1 && m.Tag("kestrelquic.role") is "client");
+
+        // After removal the totals still include the closed connections (monotonic counters).
+        long packetsAfter = recorder.Observe("kestrelquic.packets", "network.io.direction", "transmit");
+        // Path MTU discovery may grow datagrams well beyond 1200 bytes: count bytes exactly, packets loosely.
+        Assert.True(packetsAfter - packetsBefore >= PayloadSize / 16384, $"packets sent grew by {packetsAfter - packetsBefore}");
+        Assert.True(recorder.Observe("kestrelquic.bytes", "network.io.direction", "transmit") - bytesSentBefore >= PayloadSize);
+        Assert.True(recorder.Observe("kestrelquic.bytes", "network.io.direction", "receive") - bytesReceivedBefore >= PayloadSize);
+        Assert.True(recorder.Observe("kestrelquic.packets.lost") >= 0);
+        Assert.True(recorder.Observe("kestrelquic.retries_sent") >= 0);
+        foreach (string name in new[] { "kestrelquic.retransmissions", "kestrelquic.stateless_resets_sent", "kestrelquic.datagrams.dropped" })
+        {
+            Assert.True(recorder.HasInstrument(name), name);
+        }
+
+        output.WriteLine($"packets sent +{packetsAfter - packetsBefore}; handshakes {string.Join(", ", handshakes.Select(h => $"{h.Tag("kestrelquic.role")} {h.Value * 1000:F2} ms"))}");
+    }
+
+    [Fact]
+    public async Task RetryAndFailedHandshake_CountRetriesAndFailuresByErrorType()
+    {
+        using var recorder = new MetricRecorder();
+        long retriesBefore = recorder.Observe("kestrelquic.retries_sent");
+        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions(c => c.Retry = KestrelQuic.Configuration.RetryMode.Always));
+
+        // The client does not trust the name: it aborts the handshake with a TLS alert (CRYPTO_ERROR 0x1xx).
+        await Assert.ThrowsAsync<QuicException>(async () =>
+            await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint, c => c.ServerName = "not-localhost.example")).AsTask().WaitAsync(Timeout));
+
+        Assert.True(recorder.Observe("kestrelquic.retries_sent") - retriesBefore >= 1);
+        await recorder.WaitUntil(r => r.Records("kestrelquic.handshake.failures").Any(m => m.Tag("kestrelquic.role") is "client"), Timeout);
+        Rec failure = recorder.Records("kestrelquic.handshake.failures").First(m => m.Tag("kestrelquic.role") is "client");
+        output.WriteLine($"error.type = {failure.Tag("error.type")}");
+        Assert.StartsWith("crypto_error.", (string)failure.Tag("error.type")!);
+        Assert.Equal(1, failure.Value);
+    }
+
+    [Fact]
+    public async Task UnknownShortHeaderPacket_CountsDropAndStatelessReset()
+    {
+        using var recorder = new MetricRecorder();
+        long resetsBefore = recorder.Observe("kestrelquic.stateless_resets_sent");
+        long droppedBefore = recorder.Observe("kestrelquic.datagrams.dropped", "kestrelquic.drop_reason", "unknown_connection");
+        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+        using var udp = new System.Net.Sockets.UdpClient(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        byte[] packet = System.Security.Cryptography.RandomNumberGenerator.GetBytes(60);
+        packet[0] = 0x40; // short header, fixed bit: a 1-RTT packet for a connection the server does not know
+        await udp.SendAsync(packet, listener.LocalEndPoint);
+
+        System.Net.Sockets.UdpReceiveResult reset = await udp.ReceiveAsync().WaitAsync(Timeout);
+        Assert.InRange(reset.Buffer.Length, 21, packet.Length - 1); // RFC 9000 §10.3: smaller than the trigger
+        Assert.True(recorder.Observe("kestrelquic.stateless_resets_sent") - resetsBefore >= 1);
+        Assert.True(recorder.Observe("kestrelquic.datagrams.dropped", "kestrelquic.drop_reason", "unknown_connection") - droppedBefore >= 1);
+    }
+
+    [Fact]
+    public void ErrorType_NamesTransportErrorsAndAlerts()
+    {
+        Assert.Equal("flow_control_error", QuicMetrics.ErrorType(new QuicCloseReason { ErrorCode = 0x03 }));
+        Assert.Equal("crypto_error.bad_certificate", QuicMetrics.ErrorType(new QuicCloseReason { ErrorCode = 0x12a }));
+        Assert.Equal("timeout", QuicMetrics.ErrorType(new QuicCloseReason { IdleTimeout = true }));
+        Assert.Equal("application_error", QuicMetrics.ErrorType(new QuicCloseReason { ErrorCode = 7, IsApplicationError = true }));
+        Assert.Equal("aborted", QuicMetrics.ErrorType(null));
+    }
+
+    internal readonly record struct Rec(string Instrument, double Value, KeyValuePair<string, object?>[] Tags)
+    {
+        public object? Tag(string key) => Tags.FirstOrDefault(t => t.Key == key).Value;
+    }
+
+    /// <summary>Listens to every KestrelQuic instrument; observable ones are read on demand.</summary>
+    internal sealed class MetricRecorder : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private readonly ConcurrentQueue<Rec> _records = new();
+        private readonly ConcurrentDictionary<string, Instrument> _instruments = new();
+        private readonly List<Rec> _observed = new();
+
+        public MetricRecorder()
+        {
+            _listener.InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name != QuicMetrics.MeterName) return;
+                _instruments[instrument.Name] = instrument;
+                l.EnableMeasurementEvents(instrument);
+            };
+            _listener.SetMeasurementEventCallback<long>((i, v, tags, _) => OnMeasurement(i, v, tags));
+            _listener.SetMeasurementEventCallback<double>((i, v, tags, _) => OnMeasurement(i, v, tags));
+            _listener.Start();
+        }
+
+        public bool HasInstrument(string name) => _instruments.ContainsKey(name);
+
+        public List<Rec> Records(string name) => _records.Where(r => r.Instrument == name).ToList();
+
+        public long Sum(string name, string tag, string value) => (long)Records(name).Where(r => Equals(r.Tag(tag), value)).Sum(r => r.Value);
+
+        /// <summary>Reads the current value of an observable counter (optionally one tagged measurement).</summary>
+        public long Observe(string name, string? tag = null, string? value = null)
+        {
+            lock (_observed)
+            {
+                _observed.Clear();
+                _listener.RecordObservableInstruments();
+                return (long)_observed.Where(r => r.Instrument == name && (tag is null || Equals(r.Tag(tag), value))).Sum(r => r.Value);
+            }
+        }
+
+        public async Task WaitUntil(Func<MetricRecorder, bool> condition, TimeSpan timeout)
+        {
+            using var cts = new CancellationTokenSource(timeout);
+            while (!condition(this))
+            {
+                await Task.Delay(20, cts.Token);
+            }
+        }
+
+        public void Dispose() => _listener.Dispose();
+
+        private void OnMeasurement(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            var rec = new Rec(instrument.Name, value, tags.ToArray());
+            if (instrument.IsObservable)
+            {
+                lock (_observed) _observed.Add(rec);
+            }
+            else
+            {
+                _records.Enqueue(rec);
+            }
+        }
+    }
+}
