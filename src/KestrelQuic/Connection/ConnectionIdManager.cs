@@ -35,6 +35,8 @@ internal sealed class ConnectionIdManager
 {
     private readonly List<ConnectionIdEntry> _local = new();
     private readonly List<ConnectionIdEntry> _peer = new();
+    private const int MinPendingRetirementLimit = 64;
+
     private readonly Queue<ulong> _pendingRetirements = new();
     private readonly RangeSet _retiredPeerSequences = new(4); // retired by rotation (retire_prior_to covers the rest)
     private readonly int _localLength;
@@ -152,7 +154,7 @@ internal sealed class ConnectionIdManager
         {
             // Already retired by an earlier retire_prior_to: retire it straight away (RFC 9000 §19.15).
             _pendingRetirements.Enqueue(sequence);
-            return true;
+            return CheckPendingRetirements(out error);
         }
 
         _peer.Add(new ConnectionIdEntry(sequence, connectionId.ToArray(), resetToken.ToArray()));
@@ -182,6 +184,23 @@ internal sealed class ConnectionIdManager
         }
 
         ActivePeer ??= LowestPeer();
+        return CheckPendingRetirements(out error);
+    }
+
+    /// <summary>
+    /// RFC 9000 §5.1.2: the IDs retired but not yet announced in RETIRE_CONNECTION_ID are bounded (a peer flooding
+    /// NEW_CONNECTION_ID with a growing retire_prior_to while our packets cannot get out would grow them forever);
+    /// exceeding the bound is a CONNECTION_ID_LIMIT_ERROR. The bound allows the RFC's minimum of twice the limit.
+    /// </summary>
+    private bool CheckPendingRetirements(out TransportError error)
+    {
+        if (_pendingRetirements.Count > Math.Max(MinPendingRetirementLimit, 4 * LocalActiveLimit))
+        {
+            error = new TransportError(TransportErrorCode.ConnectionIdLimitError, 0x18, "too many connection IDs awaiting retirement");
+            return false;
+        }
+
+        error = default;
         return true;
     }
 
@@ -236,6 +255,9 @@ internal sealed class ConnectionIdManager
     public bool TryDequeueRetirement(out ulong sequence) => _pendingRetirements.TryDequeue(out sequence);
 
     public bool HasPendingRetirements => _pendingRetirements.Count > 0;
+
+    /// <summary>Sequence numbers retired but not yet sent in RETIRE_CONNECTION_ID.</summary>
+    public int PendingRetirementCount => _pendingRetirements.Count;
 
     public void RequeueRetirement(ulong sequence) => _pendingRetirements.Enqueue(sequence);
 

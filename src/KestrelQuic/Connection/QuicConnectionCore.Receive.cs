@@ -228,6 +228,18 @@ internal sealed partial class QuicConnectionCore
             _connectionIds.SetInitialPeerId(packet.Slice(header.SourceConnectionIdOffset, header.SourceConnectionIdLength).ToArray());
         }
 
+        if (IsServer && header.Type == PacketType.Initial && !_receivedFirstClientPacket)
+        {
+            _receivedFirstClientPacket = true;
+            // RFC 9000 §7.2: the client's connection ID is the one of its first Initial that authenticates; the datagram
+            // this connection was created from may have been damaged (or forged) before authentication failed on it.
+            ReadOnlySpan<byte> clientScid = packet.Slice(header.SourceConnectionIdOffset, header.SourceConnectionIdLength);
+            if (_connectionIds.ActivePeer is { } initialPeer && !clientScid.SequenceEqual(initialPeer.ConnectionId))
+            {
+                _connectionIds.SetInitialPeerId(clientScid.ToArray());
+            }
+        }
+
         if (IsServer && header.Type == PacketType.Handshake)
         {
             // RFC 9000 §8.1: a Handshake packet proves the client received our Initial; RFC 9001 §4.9.1: drop Initial keys.
@@ -513,6 +525,9 @@ internal sealed partial class QuicConnectionCore
             case ReceiveBufferResult.BufferExceeded:
                 error = new TransportError(TransportErrorCode.CryptoBufferExceeded, (ulong)FrameType.Crypto, "CRYPTO data beyond the buffer limit");
                 return false;
+            case ReceiveBufferResult.TooManyGaps:
+                error = new TransportError(TransportErrorCode.CryptoBufferExceeded, (ulong)FrameType.Crypto, "too many gaps in CRYPTO data");
+                return false;
             case ReceiveBufferResult.FinalSizeError:
                 error = new TransportError(TransportErrorCode.FrameEncodingError, (ulong)FrameType.Crypto, "invalid CRYPTO offset");
                 return false;
@@ -545,7 +560,10 @@ internal sealed partial class QuicConnectionCore
             s.CryptoReceive.Advance(n);
             if (alert is TlsAlert a)
             {
-                error = TlsFailure(a);
+                // A message declared larger than we buffer is the peer's doing, not an internal error (RFC 9000 §7.5).
+                error = _tls.HandshakeMessageTooLarge
+                    ? new TransportError(TransportErrorCode.CryptoBufferExceeded, (ulong)FrameType.Crypto, _tls.FailureReason ?? "handshake message too large")
+                    : TlsFailure(a);
                 return false;
             }
 

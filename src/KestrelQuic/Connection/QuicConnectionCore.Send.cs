@@ -200,6 +200,10 @@ internal sealed partial class QuicConnectionCore
         Statistics.PacketsSent++;
         PacketNumberSpaceState space = _spaces[(int)sent.Space];
         space.NextPacketNumber = sent.PacketNumber + 1;
+        if (sent.Space == PacketNumberSpace.ApplicationData && _handshakeConfirmed && space.NextPacketNumber >= _nextSkippedPacketNumber)
+        {
+            SkipPacketNumber(space);
+        }
         if (p.Type == PacketType.OneRtt && _oneRttKeys is not null && _oneRttKeys.FirstPacketNumberInPhase < 0)
         {
             _oneRttKeys.FirstPacketNumberInPhase = sent.PacketNumber;
@@ -219,6 +223,23 @@ internal sealed partial class QuicConnectionCore
 
         // RFC 9001 §4.9.1: a client discards Initial keys when it first sends a Handshake packet.
         if (IsClient && p.Type == PacketType.Handshake) DiscardSpace(PacketNumberSpace.Initial, now);
+    }
+
+    /// <summary>
+    /// RFC 9000 §21.4: now and then a 1-RTT packet number is left unused, at random intervals the peer cannot
+    /// predict; a peer acknowledging it claims packets it never received (an optimistic ACK) and is closed with
+    /// PROTOCOL_VIOLATION by loss detection.
+    /// </summary>
+    private void SkipPacketNumber(PacketNumberSpaceState space)
+    {
+        if (_nextSkippedPacketNumber > 0)
+        {
+            _loss.OnPacketNumberSkipped(PacketNumberSpace.ApplicationData, space.NextPacketNumber);
+            space.NextPacketNumber++;
+            Statistics.PacketNumbersSkipped++;
+        }
+
+        _nextSkippedPacketNumber = space.NextPacketNumber + System.Security.Cryptography.RandomNumberGenerator.GetInt32(MinPacketNumberSkipInterval, 4 * MinPacketNumberSkipInterval);
     }
 
     private bool TryAssemblePacket(Span<byte> dest, int start, PacketType type, PacketNumberSpaceState space, PacketProtectionKeys keys, long now, bool closing, bool pacingBlocked, ref PendingPacket p)
@@ -315,6 +336,9 @@ internal sealed partial class QuicConnectionCore
     internal void InjectRawFrames(byte[] payload) => _injectedFrames = payload;
 
     private byte[]? _injectedFrames;
+
+    private const int MinPacketNumberSkipInterval = 256;
+    private long _nextSkippedPacketNumber;
 
     /// <summary>Fills the payload of one packet; returns whether it is ack-eliciting.</summary>
     private bool WriteFrames(ref SpanWriter w, PacketType type, PacketNumberSpaceState space, SentPacket sent, long now, bool congestionBlocked, bool probe)

@@ -54,6 +54,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private PacketProtectionKeys? _zeroRttReadKeys;
     private PacketProtectionKeys? _zeroRttWriteKeys;
     private bool _receivedFirstServerPacket;
+    private bool _receivedFirstClientPacket;
     private bool _receivedRetry;
     private bool _handshakeComplete;
     private bool _handshakeConfirmed;
@@ -167,6 +168,8 @@ internal sealed partial class QuicConnectionCore : IDisposable
     public TransportParameters? PeerTransportParameters => _peerParameters;
 
     public RttEstimator Rtt => _rtt;
+
+    public LossDetection Loss => _loss;
 
     public ICongestionController Congestion => _congestion;
 
@@ -284,6 +287,13 @@ internal sealed partial class QuicConnectionCore : IDisposable
             {
                 Statistics.ProbeTimeouts++;
                 ScheduleProbes(result.ProbeSpace, result.ProbeCount);
+
+                // RFC 9002 §6.2.4: also probe other spaces with data in flight. Before confirmation the Handshake probes
+                // of a client may go to a server that already discarded its Handshake keys; a 1-RTT probe gets an answer.
+                if (result.ProbeSpace != PacketNumberSpace.ApplicationData && _oneRttKeys is not null && _loss.HasAckElicitingInFlight(PacketNumberSpace.ApplicationData))
+                {
+                    ScheduleProbes(PacketNumberSpace.ApplicationData, 1);
+                }
             }
 
             _loss.SetLossDetectionTimer(LossContext, now);
@@ -330,6 +340,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         PeerCompletedAddressValidation = IsServer || _peerCompletedAddressValidation || _handshakeConfirmed,
         IsAmplificationLimited = IsAmplificationLimited(),
         HasHandshakeKeys = _spaces[1].WriteKeys is not null,
+        HandshakeDataPending = !_handshakeConfirmed && !_spaces[1].Discarded && _spaces[1].CryptoSend.HasPendingData(long.MaxValue),
         HasOneRttKeys = _oneRttKeys is not null,
         MaxAckDelay = (long)(_peerParameters?.MaxAckDelay ?? 25) * TicksPerMillisecond,
         IsServer = IsServer,
@@ -506,6 +517,7 @@ internal sealed class ConnectionStatistics
     public long DecryptionFailures;
     public long PathMtuUpdates;
     public long MtuProbesLost;
+    public long PacketNumbersSkipped;
     public long StreamsOpened;
 
     /// <summary>CRYPTO and STREAM frames whose data was queued again after their packet was declared lost.</summary>

@@ -40,6 +40,20 @@ internal sealed class LossDetection
 
     public long LargestAcknowledged(PacketNumberSpace space) => _spaces[(int)space].LargestAcked;
 
+    /// <summary>The largest packet number sent in <paramref name="space"/>, -1 if none.</summary>
+    public long LargestSent(PacketNumberSpace space) => _spaces[(int)space].LargestSent;
+
+    /// <summary>
+    /// Records a packet number deliberately left unused (RFC 9000 §21.4): a peer that acknowledges it acknowledges
+    /// what it never received (an optimistic ACK, to make us send faster than the path allows).
+    /// </summary>
+    public void OnPacketNumberSkipped(PacketNumberSpace space, long packetNumber)
+    {
+        SpaceData s = _spaces[(int)space];
+        s.Skipped[s.SkippedNext] = packetNumber;
+        s.SkippedNext = (s.SkippedNext + 1) % s.Skipped.Length;
+    }
+
     public bool HasAckElicitingInFlight(PacketNumberSpace space) => _spaces[(int)space].AckElicitingInFlight > 0;
 
     public long TimeOfLastAckElicitingPacket(PacketNumberSpace space) => _spaces[(int)space].TimeOfLastAckEliciting;
@@ -94,6 +108,19 @@ internal sealed class LossDetection
         {
             error = new TransportError(TransportErrorCode.ProtocolViolation, 0x02, "ACK for a packet number never sent");
             return false;
+        }
+
+        foreach (long skipped in s.Skipped)
+        {
+            if (skipped < 0) continue;
+            foreach (ValueRange r in ranges)
+            {
+                if (r.Contains(skipped))
+                {
+                    error = new TransportError(TransportErrorCode.ProtocolViolation, 0x02, "ACK for a skipped packet number (optimistic ACK)");
+                    return false;
+                }
+            }
         }
 
         if (largest > s.LargestAcked) s.LargestAcked = largest;
@@ -250,8 +277,16 @@ internal sealed class LossDetection
             if (s.AckElicitingInFlight == 0) continue;
             if (i == (int)PacketNumberSpace.ApplicationData)
             {
-                // Application data is not probed before the handshake is confirmed (RFC 9002 §6.2.1).
-                if (!context.HandshakeConfirmed) return (ptoTime, ptoSpace);
+                // Application data is not probed before the handshake is confirmed (RFC 9002 §6.2.1). If lost Handshake
+                // data waits behind 1-RTT packets that fill the congestion window, no ACK and no timer would ever free
+                // it: probe the Handshake space instead.
+                if (!context.HandshakeConfirmed)
+                {
+                    return ptoTime == long.MaxValue && context.HandshakeDataPending
+                        ? (now + duration, PacketNumberSpace.Handshake)
+                        : (ptoTime, ptoSpace);
+                }
+
                 duration += context.MaxAckDelay << Math.Min(PtoCount, 20);
             }
 
@@ -353,6 +388,10 @@ internal sealed class LossDetection
         public long LargestSent { get; private set; } = -1;
 
         public long LargestAcked = -1;
+
+        // The most recent packet numbers skipped on purpose (-1: none).
+        public readonly long[] Skipped = [-1, -1, -1, -1];
+        public int SkippedNext;
         public long LossTime = long.MaxValue;
         public long TimeOfLastAckEliciting;
         public int AckElicitingInFlight;

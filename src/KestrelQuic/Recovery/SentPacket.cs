@@ -101,6 +101,12 @@ internal readonly struct LossDetectionContext
 
     public bool HasHandshakeKeys { get; init; }
 
+    /// <summary>
+    /// Before confirmation: Handshake CRYPTO data (e.g. a lost client Finished) waits to be sent while nothing of that
+    /// space is in flight, so only a probe, which ignores the congestion window, can carry it.
+    /// </summary>
+    public bool HandshakeDataPending { get; init; }
+
     public bool HasOneRttKeys { get; init; }
 
     public long MaxAckDelay { get; init; }

@@ -170,6 +170,12 @@ internal sealed class StreamState
             return false;
         }
 
+        if (result == ReceiveBufferResult.TooManyGaps)
+        {
+            error = new TransportError(TransportErrorCode.ProtocolViolation, StreamFrameTypes.Stream, "too many gaps in received stream data");
+            return false;
+        }
+
         if (receive.IsDiscarded) CreditDiscarded();
         UpdateReceiveState();
         error = default;

@@ -151,6 +151,13 @@ internal sealed class RangeSet
         return i < _count && _ranges[i].Start <= start && _ranges[i].End >= end;
     }
 
+    /// <summary>True if [start, end) neither overlaps nor touches any range: adding it would make a new range.</summary>
+    public bool IsDisjoint(long start, long end)
+    {
+        int i = LowerBoundByEnd(start);
+        return i == _count || _ranges[i].Start > end;
+    }
+
     /// <summary>The end of the contiguous run starting at <paramref name="start"/>, or <paramref name="start"/> if absent.</summary>
     public long ContiguousEnd(long start)
     {

@@ -37,6 +37,39 @@ public sealed class ConnectionIdManagerTests
     }
 
     [Fact]
+    public void NewConnectionIdFlood_WhileRetirementsCannotBeSent_IsConnectionIdLimitError()
+    {
+        // Each NEW_CONNECTION_ID retires the previous ID; nothing is sent, so the retirements pile up until the bound.
+        ConnectionIdManager m = ClientWithPeer(localActiveLimit: 4);
+        TransportError error = default;
+        ulong sequence = 1;
+        for (; sequence < 1000; sequence++)
+        {
+            byte[] cid = [.. BitConverter.GetBytes(sequence), 0xCC];
+            if (!m.OnNewConnectionId(sequence, sequence, cid, Token(1), out error)) break;
+        }
+
+        Assert.Equal(TransportErrorCode.ConnectionIdLimitError, error.Code);
+        Assert.InRange(m.PendingRetirementCount, 2 * 4, 65);
+        Assert.InRange(sequence, 64UL, 66UL);
+    }
+
+    [Fact]
+    public void RetiredSequenceResent_ManyTimes_RetirementsBounded()
+    {
+        ConnectionIdManager m = ClientWithPeer(localActiveLimit: 4);
+        NewId(m, 5, retirePriorTo: 5);
+        DrainRetirements(m);
+
+        // Sequences below retire_prior_to are retired on sight, once per frame: a flood of them is bounded too.
+        TransportError error = default;
+        int frames = 0;
+        while (frames < 1000 && m.OnNewConnectionId(1 + (ulong)(frames % 4), 5, [.. BitConverter.GetBytes(frames), 0xDD], Token(2), out error)) frames++;
+        Assert.Equal(TransportErrorCode.ConnectionIdLimitError, error.Code);
+        Assert.True(frames < 100, $"{frames} frames accepted");
+    }
+
+    [Fact]
     public void IssueLocalIds_UpToPeersActiveConnectionIdLimit()
     {
         var m = new ConnectionIdManager(8, DerivedToken, localActiveLimit: 4);

@@ -1,3 +1,5 @@
+using KestrelQuic.Packets;
+
 namespace KestrelQuic.Tests.Simulation;
 
 /// <summary>Corrupted datagrams fail authentication (RFC 9001 §5.3), are dropped and recovered like losses.</summary>
@@ -29,5 +31,30 @@ public sealed class CorruptionSimulationTests
         long rejected = receiver.Statistics.DecryptionFailures + receiver.Statistics.PacketsDropped;
         Assert.True(rejected >= 10, $"only {rejected} datagrams rejected");
         Assert.True(sender.Statistics.PacketsLost > 0);
+    }
+
+    [Fact]
+    public void FirstClientInitial_WithCorruptedSourceConnectionId_HandshakeStillCompletes()
+    {
+        // The server connection is created from the first Initial that arrives, before it is authenticated. If that
+        // one was damaged in its Source Connection ID, the retransmission (intact) must still complete the handshake:
+        // the client's connection ID comes from the first Initial that authenticates (found by a relay test with 2%
+        // corruption: TRANSPORT_PARAMETER_ERROR "initial_source_connection_id mismatch").
+        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), SimulationHelpers.ServerConfig(), seed: 5);
+        bool corrupted = false;
+        net.Filter = (toServer, d) =>
+        {
+            if (toServer && !corrupted && PacketHeaderParser.TryParse(d, 8, out PacketHeader h) && h.Type == PacketType.Initial && h.SourceConnectionIdLength > 0)
+            {
+                corrupted = true;
+                d[h.SourceConnectionIdOffset] ^= 0x01;
+            }
+
+            return true;
+        };
+
+        Assert.True(net.RunUntilHandshakeComplete(), $"client {net.Client.CloseReason}, server {net.Server?.CloseReason}");
+        Assert.True(corrupted);
+        Assert.True(net.Server!.Statistics.DecryptionFailures + net.Server.Statistics.PacketsDropped > 0);
     }
 }

@@ -104,6 +104,7 @@ public sealed class MalformedFrameTests
         + "18" + "13" + "00" + "08" + "0102030405060704" + "00112233445566778899aabbccddee04"
         + "18" + "14" + "00" + "08" + "0102030405060705" + "00112233445566778899aabbccddee05", TransportErrorCode.ConnectionIdLimitError)]
     [InlineData("CRYPTO far beyond the buffer limit", "06" + "80100000" + "01" + "00", TransportErrorCode.CryptoBufferExceeded)]
+    [InlineData("CRYPTO with a handshake message declared larger than the buffer", "06" + "00" + "04" + "04ffffff", TransportErrorCode.CryptoBufferExceeded)]
     public void SemanticViolations_CloseWithRfcErrorCode(string description, string hex, TransportErrorCode? expected)
     {
         using SimulatedNetwork net = Connected();

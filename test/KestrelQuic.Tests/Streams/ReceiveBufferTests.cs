@@ -11,6 +11,34 @@ public sealed class ReceiveBufferTests
         return data;
     }
 
+    [Fact]
+    public void TinyFragmentsWithGaps_BeyondMaxRanges_AreRefused_ButFillingAndExtendingStillWork()
+    {
+        var buffer = new ReceiveBuffer(1 << 20);
+
+        // Fragments at every other offset, last first (each one a new range in front of the others).
+        int last = 2 * ReceiveBuffer.MaxRanges;
+        for (int offset = last; offset > 0; offset -= 2)
+        {
+            Assert.Equal(ReceiveBufferResult.Ok, buffer.Write(offset, [1], fin: false));
+        }
+
+        Assert.Equal(ReceiveBufferResult.TooManyGaps, buffer.Write(last + 2, [1], fin: false));
+        Assert.Equal(ReceiveBufferResult.TooManyGaps, buffer.Write(100_000, [1, 2, 3], fin: true));
+        Assert.Null(buffer.FinalSize); // a refused fragment changes nothing
+
+        // Extending a range, or filling a gap, does not add a range.
+        Assert.Equal(ReceiveBufferResult.Ok, buffer.Write(last + 1, [1], fin: false));
+        Assert.Equal(ReceiveBufferResult.Ok, buffer.Write(1, [1], fin: false));
+        Assert.Equal(ReceiveBufferResult.Duplicate, buffer.Write(2, [1], fin: false));
+
+        // Reading moves past the first range: room for a new one.
+        Assert.Equal(0, buffer.ReadableBytes);
+        Assert.Equal(ReceiveBufferResult.Ok, buffer.Write(0, [1], fin: false));
+        Assert.Equal(3, buffer.Read(new byte[16]));
+        Assert.Equal(ReceiveBufferResult.Ok, buffer.Write(last + 10, [1], fin: false));
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
