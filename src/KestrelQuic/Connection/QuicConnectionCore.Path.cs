@@ -84,7 +84,22 @@ internal sealed partial class QuicConnectionCore
         _pathChallengeData = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
         _pathChallengePending = true;
         _pathChallengeAttempts = 0;
-        _pathValidationDeadline = now + 3 * _loss.GetProbeTimeoutDuration(Protocol.PacketNumberSpace.ApplicationData, LossContext);
+        _pathValidationDeadline = now + PathValidationProbeTimeout();
+    }
+
+    /// <summary>
+    /// The PATH_CHALLENGE retransmission interval; validation is abandoned after three of them (RFC 9000 §8.2.4:
+    /// three times the larger of the current PTO and the PTO of a new path, computed from kInitialRtt). The new path
+    /// has no RTT sample and may be far slower than the current one: a loopback PTO of a few milliseconds would
+    /// abandon a perfectly good path under a little load and send everything back to an address that is gone.
+    /// </summary>
+    private long PathValidationProbeTimeout()
+    {
+        long current = _loss.GetProbeTimeoutDuration(Protocol.PacketNumberSpace.ApplicationData, LossContext);
+        long initialRtt = _config.InitialRtt.Ticks;
+        // smoothed_rtt = kInitialRtt, rttvar = kInitialRtt / 2 (RFC 9002 §5.3): PTO = 3 × kInitialRtt + max_ack_delay.
+        long fresh = (3 * initialRtt) + LossContext.MaxAckDelay;
+        return Math.Max(current, fresh);
     }
 
     private void HandlePathValidationTimeout(long now)
@@ -107,7 +122,7 @@ internal sealed partial class QuicConnectionCore
         }
 
         _pathChallengePending = true;
-        _pathValidationDeadline = now + (3 << _pathChallengeAttempts) * _loss.GetProbeTimeoutDuration(Protocol.PacketNumberSpace.ApplicationData, LossContext);
+        _pathValidationDeadline = now + PathValidationProbeTimeout();
     }
 
     private bool WritePathFrames(ref SpanWriter w, SentPacket sent)

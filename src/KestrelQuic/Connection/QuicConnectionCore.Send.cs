@@ -83,7 +83,7 @@ internal sealed partial class QuicConnectionCore
     {
         long budget = AmplificationBudget();
         int max = (int)Math.Min(Math.Min(buffer.Length, MaxDatagramSizeForPath()), budget);
-        if (max < 64) return 0; // amplification-limited (RFC 9000 §8.1) or no room
+        if (max < MinimumDatagramBudget) return 0; // amplification-limited (RFC 9000 §8.1) or no room
 
         bool pacingBlocked = false;
         if (!closing && _pacer.GetNextSendTime(now, _congestion.CongestionWindow, _rtt.SmoothedRtt, max) is long next && next > now)

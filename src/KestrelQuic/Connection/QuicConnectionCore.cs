@@ -243,14 +243,17 @@ internal sealed partial class QuicConnectionCore : IDisposable
             if (State is ConnectionState.Closing or ConnectionState.Draining) return _closeDeadline;
             long t = _idleDeadline;
             if (_loss.LossDetectionTimer is long lossTimer && lossTimer < t) t = lossTimer;
-            for (int i = 0; i < _spaces.Length; i++)
+            // A server at its anti-amplification limit (RFC 9000 §8.1) can send nothing, not even a due ACK, until
+            // the peer sends more: waking up for those would spin (the deadline stays in the past).
+            bool canSend = AmplificationBudget() >= MinimumDatagramBudget;
+            for (int i = 0; i < _spaces.Length && canSend; i++)
             {
                 PacketNumberSpaceState s = _spaces[i];
                 if (!s.Discarded && s.Ack.AckPending && s.Ack.AckDeadline < t && HasWriteKeys(s.Space)) t = s.Ack.AckDeadline;
             }
 
             if (_oneRttKeys?.PreviousRead is not null && _oneRttKeys.PreviousReadDiscardTime < t) t = _oneRttKeys.PreviousReadDiscardTime;
-            if (_pacingWakeup is long wake && wake < t) t = wake;
+            if (canSend && _pacingWakeup is long wake && wake < t) t = wake;
             if (_pathValidationDeadline < t) t = _pathValidationDeadline;
             return t;
         }
@@ -347,6 +350,9 @@ internal sealed partial class QuicConnectionCore : IDisposable
     };
 
     private bool IsAmplificationLimited() => IsServer && !_peerAddressValidated && _bytesSentOnPath >= 3 * _bytesReceivedOnPath;
+
+    /// <summary>Below this many bytes of amplification budget no datagram is built.</summary>
+    private const int MinimumDatagramBudget = 64;
 
     private long AmplificationBudget() => IsServer && !_peerAddressValidated ? Math.Max(0, 3 * _bytesReceivedOnPath - _bytesSentOnPath) : long.MaxValue;
 

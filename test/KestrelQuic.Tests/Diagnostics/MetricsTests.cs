@@ -7,7 +7,11 @@ using Xunit.Abstractions;
 
 namespace KestrelQuic.Tests.Diagnostics;
 
-/// <summary>The "KestrelQuic" meter over real loopback connections (other tests run in parallel: counts are lower bounds).</summary>
+/// <summary>
+/// The "KestrelQuic" meter over real loopback connections. The meter is process-wide, so these run in the serial
+/// collection: connections of tests running in parallel would move the counters checked here.
+/// </summary>
+[Collection(KestrelQuic.Tests.Api.SerialLoopbackCollection.Name)]
 public sealed class MetricsTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
