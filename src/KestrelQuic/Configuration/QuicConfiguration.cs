@@ -109,6 +109,13 @@ public sealed class QuicConfiguration
     /// <summary>Number of peer connection IDs kept (active_connection_id_limit, at least 2). Default 4.</summary>
     public int ActiveConnectionIdLimit { get; set; } = 4;
 
+    /// <summary>
+    /// 1-RTT packets sealed under one key before this endpoint starts a key update by itself (RFC 9001 §6). Null (the
+    /// default) updates only at the AEAD's confidentiality limit (2^23 packets for AES-GCM, RFC 9001 §6.6), which an
+    /// endpoint must never pass; a smaller value renews keys more often (e.g. 1,000,000 packets, about 1.2 GB).
+    /// </summary>
+    public long? KeyUpdateInterval { get; set; }
+
     /// <summary>Disallow the peer from migrating to a new address (disable_active_migration). Default false.</summary>
     public bool DisableActiveMigration { get; set; }
 
@@ -229,6 +236,7 @@ public sealed class QuicConfiguration
         if (MaxAckDelay < TimeSpan.Zero || MaxAckDelay.TotalMilliseconds >= 1 << 14) errors.Add($"{nameof(MaxAckDelay)} must be between 0 and 16383 ms (was {MaxAckDelay}).");
         CheckRange(errors, nameof(AckDelayExponent), AckDelayExponent, 0, 20);
         CheckRange(errors, nameof(ActiveConnectionIdLimit), ActiveConnectionIdLimit, 2, 64);
+        if (KeyUpdateInterval is long kui) CheckRange(errors, nameof(KeyUpdateInterval), kui, 1, long.MaxValue);
         if (SupportedVersions is null || SupportedVersions.Count == 0) errors.Add($"{nameof(SupportedVersions)} must list at least one version.");
         else
         {

@@ -9,12 +9,22 @@ namespace KestrelQuic.Connection;
 /// </summary>
 internal sealed class OneRttKeys : IDisposable
 {
-    public OneRttKeys(PacketProtectionKeys read, PacketProtectionKeys write)
+    public OneRttKeys(PacketProtectionKeys read, PacketProtectionKeys write, long? keyUpdateInterval)
     {
         CurrentRead = read;
         CurrentWrite = write;
         NextRead = read.NextKeyPhase();
+        KeyUpdateInterval = Math.Min(keyUpdateInterval ?? long.MaxValue, PacketProtectionKeys.ConfidentialityLimit(write.Suite));
     }
+
+    /// <summary>Packets sealed under one write key before this endpoint starts a key update (at most the confidentiality limit, RFC 9001 §6.6).</summary>
+    public long KeyUpdateInterval { get; }
+
+    /// <summary>1-RTT packets sealed with the current write keys.</summary>
+    public long PacketsSentInPhase { get; set; }
+
+    /// <summary>True when the current write keys have sealed <see cref="KeyUpdateInterval"/> packets.</summary>
+    public bool KeyUpdateDue => PacketsSentInPhase >= KeyUpdateInterval;
 
     public PacketProtectionKeys CurrentRead { get; private set; }
 
@@ -56,6 +66,7 @@ internal sealed class OneRttKeys : IDisposable
         KeyPhase = !KeyPhase;
         Generation++;
         FirstPacketNumberInPhase = -1;
+        PacketsSentInPhase = 0;
         CurrentPhaseAcknowledged = false;
         FirstReceivedInPhase = long.MaxValue;
     }

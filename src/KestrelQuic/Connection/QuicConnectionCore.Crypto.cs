@@ -57,7 +57,8 @@ internal sealed partial class QuicConnectionCore
                 {
                     _oneRttKeys = new OneRttKeys(
                         PacketProtectionKeys.FromSecret(suite, _pendingOneRttReadSecret, _version),
-                        PacketProtectionKeys.FromSecret(suite, _pendingOneRttWriteSecret, _version));
+                        PacketProtectionKeys.FromSecret(suite, _pendingOneRttWriteSecret, _version),
+                        _config.KeyUpdateInterval);
                     System.Security.Cryptography.CryptographicOperations.ZeroMemory(_pendingOneRttReadSecret);
                     System.Security.Cryptography.CryptographicOperations.ZeroMemory(_pendingOneRttWriteSecret);
                 }

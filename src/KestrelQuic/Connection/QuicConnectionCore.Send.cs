@@ -71,7 +71,15 @@ internal sealed partial class QuicConnectionCore
             return closeLength;
         }
 
-        _oneRttKeys?.DiscardPreviousIfDue(now);
+        if (_oneRttKeys is { } oneRtt)
+        {
+            oneRtt.DiscardPreviousIfDue(now);
+
+            // RFC 9001 §6.6: renew the keys before the confidentiality limit (or the configured interval). Not yet
+            // allowed (previous update unacknowledged) means the next datagram tries again.
+            if (oneRtt.KeyUpdateDue) RequestKeyUpdate(now);
+        }
+
         int probe = TryBuildMtuProbe(buffer, now);
         if (probe > 0) return probe;
         int length = BuildDatagram(buffer, now, closing: false);
@@ -204,9 +212,10 @@ internal sealed partial class QuicConnectionCore
         {
             SkipPacketNumber(space);
         }
-        if (p.Type == PacketType.OneRtt && _oneRttKeys is not null && _oneRttKeys.FirstPacketNumberInPhase < 0)
+        if (p.Type == PacketType.OneRtt && _oneRttKeys is not null)
         {
-            _oneRttKeys.FirstPacketNumberInPhase = sent.PacketNumber;
+            if (_oneRttKeys.FirstPacketNumberInPhase < 0) _oneRttKeys.FirstPacketNumberInPhase = sent.PacketNumber;
+            _oneRttKeys.PacketsSentInPhase++;
         }
 
         if (sent.InFlight)

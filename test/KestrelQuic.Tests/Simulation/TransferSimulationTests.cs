@@ -127,6 +127,28 @@ public sealed class TransferSimulationTests
     }
 
     [Fact]
+    public void KeyUpdateInterval_RenewsKeysByItself_EachUpdateWaitsForTheLastToBeAcknowledged()
+    {
+        QuicConfiguration clientConfig = SimulationHelpers.ClientConfig();
+        clientConfig.KeyUpdateInterval = 200;
+        using var net = new SimulatedNetwork(clientConfig, SimulationHelpers.ServerConfig());
+        var pump = new StreamPump(net);
+        Assert.True(net.RunUntilHandshakeComplete());
+        byte[] payload = SimulationHelpers.Payload(2 * 1024 * 1024, 6);
+        Assert.True(net.Client.TryOpenStream(true, out ulong id));
+        pump.Send(net.Client, id, payload);
+        Assert.True(net.RunUntil(() => pump.Finished.Contains((net.Server!, id)), TimeSpan.FromSeconds(60)));
+        Assert.Equal(payload, pump.ReceivedBytes(net.Server!, id));
+
+        // About 1,500 packets carry 2 MB: an update once 200 packets were sealed under a key, started only after a
+        // packet of the current phase was acknowledged (a window of packets may be in flight by then); the server
+        // follows every one and starts none of its own.
+        long updates = net.Client.Statistics.KeyUpdates;
+        Assert.InRange(updates, 3, net.Client.Statistics.PacketsSent / 200);
+        Assert.Equal(updates, net.Server!.Statistics.KeyUpdates);
+    }
+
+    [Fact]
     public void Datagrams_DeliveredWhenNegotiated()
     {
         using var net = new SimulatedNetwork(
