@@ -3,6 +3,9 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using KestrelQuic.Tests.Api;
 using KestrelQuic.Tests.Simulation;
+using RelayCounters = KestrelQuic.Testing.RelayCounters;
+using RelayImpairments = KestrelQuic.Testing.RelayImpairments;
+using UdpRelay = KestrelQuic.Testing.UdpRelay;
 using Xunit.Abstractions;
 
 namespace KestrelQuic.Tests.Relay;

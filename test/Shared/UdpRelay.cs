@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace KestrelQuic.Tests.Relay;
+namespace KestrelQuic.Testing;
 
 /// <summary>Impairments of one direction of a <see cref="UdpRelay"/>. Decisions come from the relay's seed.</summary>
 internal sealed class RelayImpairments
