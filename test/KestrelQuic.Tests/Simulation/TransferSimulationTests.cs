@@ -144,6 +144,54 @@ public sealed class TransferSimulationTests
     }
 
     [Fact]
+    public void KeyUpdate_ReorderedPacketOfTheOldPhase_DecryptsUntilTheOldKeysAreDiscarded()
+    {
+        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), SimulationHelpers.ServerConfig());
+        var pump = new StreamPump(net);
+        Assert.True(net.RunUntilHandshakeComplete());
+        byte[] payload = SimulationHelpers.Payload(2 * 1024 * 1024, 11);
+        Assert.True(net.Client.TryOpenStream(true, out ulong id));
+        pump.Send(net.Client, id, payload);
+        Assert.True(net.RunUntil(() => net.Server!.GetStream(id)?.Receive?.HighestReceivedOffset > 256 * 1024, TimeSpan.FromSeconds(30)));
+
+        // Hold back two 1-RTT datagrams sent in key phase 0, as if the network delayed them past the update.
+        var held = new List<byte[]>();
+        net.Filter = (toServer, datagram) =>
+        {
+            if (!toServer || (datagram[0] & 0x80) != 0 || held.Count == 2) return true;
+            held.Add((byte[])datagram.Clone());
+            return false;
+        };
+        Assert.True(net.RunUntil(() => held.Count == 2, TimeSpan.FromSeconds(5)));
+        net.Filter = null;
+        Assert.True(net.Client.RequestKeyUpdate(net.Now));
+        Assert.True(net.RunUntil(() => net.Server!.Statistics.KeyUpdates == 1, TimeSpan.FromSeconds(5)));
+        ConnectionStatistics server = net.Server!.Statistics;
+
+        // RFC 9001 §6.5: the previous read keys are kept for a while, so a late packet of the old phase still
+        // decrypts (received, or dropped as a duplicate of what was retransmitted) and starts no second update.
+        long failures = server.DecryptionFailures;
+        long handled = server.PacketsReceived + server.PacketsDropped;
+        net.Server.ReceiveDatagram((byte[])held[0].Clone(), SimulatedNetwork.ClientAddress, net.Now);
+        Assert.Equal(failures, server.DecryptionFailures);
+        Assert.Equal(handled + 1, server.PacketsReceived + server.PacketsDropped);
+        Assert.Equal(1, server.KeyUpdates);
+
+        // Three PTOs later they are gone: the same kind of packet no longer decrypts, and is not taken for an update.
+        net.RunFor(TimeSpan.FromSeconds(3));
+        failures = server.DecryptionFailures;
+        long received = server.PacketsReceived;
+        net.Server.ReceiveDatagram((byte[])held[1].Clone(), SimulatedNetwork.ClientAddress, net.Now);
+        Assert.Equal(failures + 1, server.DecryptionFailures);
+        Assert.Equal(received, server.PacketsReceived);
+        Assert.Equal(1, server.KeyUpdates);
+        Assert.Null(net.Server.CloseReason);
+
+        Assert.True(net.RunUntil(() => pump.Finished.Contains((net.Server, id)), TimeSpan.FromSeconds(60)));
+        Assert.Equal(payload, pump.ReceivedBytes(net.Server, id));
+    }
+
+    [Fact]
     public void Datagrams_DeliveredWhenNegotiated()
     {
         using var net = new SimulatedNetwork(
