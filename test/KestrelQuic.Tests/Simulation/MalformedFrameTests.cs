@@ -82,6 +82,35 @@ public sealed class MalformedFrameTests
         }
     }
 
+    // Frames a server sends, among them NEW_TOKEN, which only a client may receive (stream 1: server-initiated bidi).
+    public static TheoryData<string, string> ServerFrames => new()
+    {
+        { "NEW_TOKEN", "07" + "04" + "a1b2c3d4" },
+        { "NEW_CONNECTION_ID", "18" + "01" + "00" + "08" + "0102030405060708" + "00112233445566778899aabbccddeeff" },
+        { "MAX_STREAMS_BIDI", "12" + "4064" },
+        { "STREAM", "0a" + "01" + "05" + "68656c6c6f" },
+        { "ACK", "02" + "00" + "00" + "00" + "00" },
+    };
+
+    [Theory]
+    [MemberData(nameof(ServerFrames))]
+    public void TruncatedAtEveryOffset_ReceivedByTheClient_ClosesWithFrameEncodingError(string name, string hex)
+    {
+        byte[] frame = Convert.FromHexString(hex);
+        for (int length = 1; length < frame.Length; length++)
+        {
+            using SimulatedNetwork net = Connected();
+            net.Server!.InjectRawFrames(WithLeadingPadding(frame[..length]));
+            Assert.True(net.RunUntil(() => net.Client.CloseReason is not null, TimeSpan.FromSeconds(5)), $"{name} truncated to {length}: client did not close");
+            QuicCloseReason reason = net.Client.CloseReason!;
+            Assert.False(reason.ClosedByPeer);
+            Assert.True((ulong)TransportErrorCode.FrameEncodingError == reason.ErrorCode, $"{name} truncated to {length}: {reason}");
+            Assert.Equal((ulong)frame[0], reason.FrameType);
+            Assert.True(net.RunUntil(() => net.Server.CloseReason is not null, TimeSpan.FromSeconds(5)));
+            Assert.Equal(reason.ErrorCode, net.Server.CloseReason!.ErrorCode);
+        }
+    }
+
     [Theory]
     [InlineData("empty packet is not possible: PADDING only is fine", "00", null)]
     [InlineData("unknown frame type", "21", TransportErrorCode.FrameEncodingError)]
