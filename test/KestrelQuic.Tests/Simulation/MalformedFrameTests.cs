@@ -56,15 +56,17 @@ public sealed class MalformedFrameTests
     /// </summary>
     private static byte[] WithLeadingPadding(byte[] frames) => [0, 0, 0, .. frames];
 
-    private static QuicCloseReason SendAndGetServerClose(SimulatedNetwork net, byte[] payload)
+    private static QuicCloseReason SendAndGetServerClose(SimulatedNetwork net, byte[] payload) => SendAndGetClose(net.Client, net.Server!, net, payload);
+
+    /// <summary>Sends <paramref name="payload"/> from <paramref name="sender"/> and returns why <paramref name="receiver"/> closed (the sender is told the same).</summary>
+    private static QuicCloseReason SendAndGetClose(QuicConnectionCore sender, QuicConnectionCore receiver, SimulatedNetwork net, byte[] payload)
     {
-        net.Client.InjectRawFrames(WithLeadingPadding(payload));
-        Assert.True(net.RunUntil(() => net.Server!.CloseReason is not null, TimeSpan.FromSeconds(5)), "server did not close");
-        Assert.False(net.Server!.CloseReason!.ClosedByPeer);
-        // The client is told why.
-        Assert.True(net.RunUntil(() => net.Client.CloseReason is not null, TimeSpan.FromSeconds(5)));
-        Assert.Equal(net.Server.CloseReason.ErrorCode, net.Client.CloseReason!.ErrorCode);
-        return net.Server.CloseReason;
+        sender.InjectRawFrames(WithLeadingPadding(payload));
+        Assert.True(net.RunUntil(() => receiver.CloseReason is not null, TimeSpan.FromSeconds(5)), "receiver did not close");
+        Assert.False(receiver.CloseReason!.ClosedByPeer);
+        Assert.True(net.RunUntil(() => sender.CloseReason is not null, TimeSpan.FromSeconds(5)));
+        Assert.Equal(receiver.CloseReason.ErrorCode, sender.CloseReason!.ErrorCode);
+        return receiver.CloseReason;
     }
 
     [Theory]
@@ -100,14 +102,9 @@ public sealed class MalformedFrameTests
         for (int length = 1; length < frame.Length; length++)
         {
             using SimulatedNetwork net = Connected();
-            net.Server!.InjectRawFrames(WithLeadingPadding(frame[..length]));
-            Assert.True(net.RunUntil(() => net.Client.CloseReason is not null, TimeSpan.FromSeconds(5)), $"{name} truncated to {length}: client did not close");
-            QuicCloseReason reason = net.Client.CloseReason!;
-            Assert.False(reason.ClosedByPeer);
+            QuicCloseReason reason = SendAndGetClose(net.Server!, net.Client, net, frame[..length]);
             Assert.True((ulong)TransportErrorCode.FrameEncodingError == reason.ErrorCode, $"{name} truncated to {length}: {reason}");
             Assert.Equal((ulong)frame[0], reason.FrameType);
-            Assert.True(net.RunUntil(() => net.Server.CloseReason is not null, TimeSpan.FromSeconds(5)));
-            Assert.Equal(reason.ErrorCode, net.Server.CloseReason!.ErrorCode);
         }
     }
 

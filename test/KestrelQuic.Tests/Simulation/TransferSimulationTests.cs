@@ -120,16 +120,24 @@ public sealed class TransferSimulationTests
         Assert.Equal(payload, pump.ReceivedBytes(net.Server, id));
     }
 
+    /// <summary>Connects, starts a 2 MB client-to-server stream and runs until the server has received 256 KB of it.</summary>
+    private static SimulatedNetwork StartTwoMegabyteUpload(int seed, out StreamPump pump, out ulong id, out byte[] payload)
+    {
+        var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), SimulationHelpers.ServerConfig());
+        pump = new StreamPump(net);
+        Assert.True(net.RunUntilHandshakeComplete());
+        payload = SimulationHelpers.Payload(2 * 1024 * 1024, seed);
+        Assert.True(net.Client.TryOpenStream(true, out ulong streamId));
+        pump.Send(net.Client, streamId, payload);
+        Assert.True(net.RunUntil(() => net.Server!.GetStream(streamId)?.Receive?.HighestReceivedOffset > 256 * 1024, TimeSpan.FromSeconds(30)));
+        id = streamId;
+        return net;
+    }
+
     [Fact]
     public void KeyUpdate_MidTransfer_BothSidesMoveToNewPhase()
     {
-        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), SimulationHelpers.ServerConfig());
-        var pump = new StreamPump(net);
-        Assert.True(net.RunUntilHandshakeComplete());
-        byte[] payload = SimulationHelpers.Payload(2 * 1024 * 1024, 5);
-        Assert.True(net.Client.TryOpenStream(true, out ulong id));
-        pump.Send(net.Client, id, payload);
-        Assert.True(net.RunUntil(() => net.Server!.GetStream(id)?.Receive?.HighestReceivedOffset > 256 * 1024, TimeSpan.FromSeconds(30)));
+        using SimulatedNetwork net = StartTwoMegabyteUpload(seed: 5, out StreamPump pump, out ulong id, out byte[] payload);
 
         Assert.True(net.Client.RequestKeyUpdate(net.Now));
         Assert.True(net.RunUntil(() => pump.Finished.Contains((net.Server!, id)), TimeSpan.FromSeconds(60)));
@@ -146,13 +154,7 @@ public sealed class TransferSimulationTests
     [Fact]
     public void KeyUpdate_ReorderedPacketOfTheOldPhase_DecryptsUntilTheOldKeysAreDiscarded()
     {
-        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), SimulationHelpers.ServerConfig());
-        var pump = new StreamPump(net);
-        Assert.True(net.RunUntilHandshakeComplete());
-        byte[] payload = SimulationHelpers.Payload(2 * 1024 * 1024, 11);
-        Assert.True(net.Client.TryOpenStream(true, out ulong id));
-        pump.Send(net.Client, id, payload);
-        Assert.True(net.RunUntil(() => net.Server!.GetStream(id)?.Receive?.HighestReceivedOffset > 256 * 1024, TimeSpan.FromSeconds(30)));
+        using SimulatedNetwork net = StartTwoMegabyteUpload(seed: 11, out StreamPump pump, out ulong id, out byte[] payload);
 
         // Hold back two 1-RTT datagrams sent in key phase 0, as if the network delayed them past the update.
         var held = new List<byte[]>();
