@@ -22,6 +22,9 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
 {
     private const int MaxQueuedDatagrams = 1024;
 
+    /// <summary>Tickets or tokens kept, per kind, for a handler attached later (a server may send any number; the newest are kept).</summary>
+    private const int MaxUnclaimedPerKind = 4;
+
     private readonly QuicSocketEndpoint _endpoint;
     private readonly QuicListener? _listener;
     private readonly Dictionary<ulong, QuicStream> _streams = new();
@@ -32,6 +35,11 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     private readonly Queue<TaskCompletionSource> _pings = new();
     private readonly string? _sessionKey;
     private readonly IQuicSessionStore? _sessionStore;
+    private readonly object _publishLock = new();
+    private EventHandler<byte[]>? _sessionTicketReceived;
+    private EventHandler<byte[]>? _newTokenReceived;
+    private List<byte[]>? _unclaimedTickets;
+    private List<byte[]>? _unclaimedTokens;
     private EndpointConnection _handle = null!;
     private TaskCompletionSource? _streamsAvailable;
     private TaskCompletionSource<bool>? _migration;
@@ -50,11 +58,33 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         _ = _handshake.Task.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    /// <summary>Raised (on the thread pool) when the server sent a session ticket; <see cref="QuicClientConnectionOptions.SessionStore"/> already stored it.</summary>
-    public event EventHandler<byte[]>? SessionTicketReceived;
+    /// <summary>
+    /// Raised (on the thread pool) when the server sent a session ticket; <see cref="QuicClientConnectionOptions.SessionStore"/>
+    /// already stored it. Tickets that arrived before any handler was attached (for example during
+    /// <see cref="ConnectAsync"/>) are raised to the first handler attached, up to the last few.
+    /// </summary>
+    public event EventHandler<byte[]>? SessionTicketReceived
+    {
+        add => Subscribe(value, ticket: true);
+        remove
+        {
+            lock (_publishLock) _sessionTicketReceived -= value;
+        }
+    }
 
-    /// <summary>Raised (on the thread pool) when the server sent a NEW_TOKEN token; <see cref="QuicClientConnectionOptions.SessionStore"/> already stored it.</summary>
-    public event EventHandler<byte[]>? NewTokenReceived;
+    /// <summary>
+    /// Raised (on the thread pool) when the server sent a NEW_TOKEN token; <see cref="QuicClientConnectionOptions.SessionStore"/>
+    /// already stored it. Tokens that arrived before any handler was attached are raised to the first handler attached,
+    /// up to the last few.
+    /// </summary>
+    public event EventHandler<byte[]>? NewTokenReceived
+    {
+        add => Subscribe(value, ticket: false);
+        remove
+        {
+            lock (_publishLock) _newTokenReceived -= value;
+        }
+    }
 
     /// <summary>Whether this implementation can run here (always: it needs no native QUIC library).</summary>
     public static bool IsSupported => true;
@@ -668,9 +698,54 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
                     else store.StoreToken(key, d);
                 }
 
-                (isTicket ? c.SessionTicketReceived : c.NewTokenReceived)?.Invoke(c, d);
+                EventHandler<byte[]>? handler;
+                lock (c._publishLock)
+                {
+                    handler = isTicket ? c._sessionTicketReceived : c._newTokenReceived;
+                    if (handler is null) c.KeepUnclaimed(d, isTicket);
+                }
+
+                handler?.Invoke(c, d);
             },
             (this, data, ticket),
+            preferLocal: false);
+    }
+
+    private void KeepUnclaimed(byte[] data, bool ticket)
+    {
+        List<byte[]> list = ticket ? (_unclaimedTickets ??= new List<byte[]>()) : (_unclaimedTokens ??= new List<byte[]>());
+        if (list.Count == MaxUnclaimedPerKind) list.RemoveAt(0);
+        list.Add(data);
+    }
+
+    private void Subscribe(EventHandler<byte[]>? handler, bool ticket)
+    {
+        if (handler is null) return;
+        List<byte[]>? unclaimed;
+        lock (_publishLock)
+        {
+            if (ticket)
+            {
+                _sessionTicketReceived += handler;
+                unclaimed = _unclaimedTickets;
+                _unclaimedTickets = null;
+            }
+            else
+            {
+                _newTokenReceived += handler;
+                unclaimed = _unclaimedTokens;
+                _unclaimedTokens = null;
+            }
+        }
+
+        if (unclaimed is null) return;
+        ThreadPool.UnsafeQueueUserWorkItem(
+            static state =>
+            {
+                (QuicConnection c, EventHandler<byte[]> h, List<byte[]> items) = state;
+                foreach (byte[] d in items) h(c, d);
+            },
+            (this, handler, unclaimed),
             preferLocal: false);
     }
 

@@ -180,6 +180,9 @@ internal sealed partial class QuicConnectionCore : IDisposable
     /// <summary>Packets and bytes counters for diagnostics and tests.</summary>
     public ConnectionStatistics Statistics { get; } = new();
 
+    /// <summary>Whether the keys of <paramref name="space"/> were discarded (RFC 9001 §4.9; never for the application space).</summary>
+    public bool IsSpaceDiscarded(PacketNumberSpace space) => _spaces[(int)space].Discarded;
+
     /// <summary>Whether 0-RTT data was accepted by the server (client) or accepted from the client (server).</summary>
     public bool EarlyDataAccepted => _tls.EarlyData == EarlyDataStatus.Accepted;
 

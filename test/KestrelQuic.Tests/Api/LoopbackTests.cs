@@ -217,6 +217,47 @@ public sealed class LoopbackTests
     }
 
     [Fact]
+    public async Task ConnectFromAChosenLocalPort_SuiteTicketAndTokenEvents_DisposeClosesWithTheDefaultCode()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(ListenerOptions());
+        int port;
+        using (var probe = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp))
+        {
+            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            port = ((IPEndPoint)probe.LocalEndPoint!).Port;
+        }
+
+        QuicClientConnectionOptions options = ClientOptions(listener.LocalEndPoint, c => c.CipherSuites = [KestrelQuic.Crypto.CipherSuite.ChaCha20Poly1305Sha256]);
+        options.LocalEndPoint = new IPEndPoint(IPAddress.Loopback, port);
+        options.DefaultCloseErrorCode = 0x2a;
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        QuicConnection client = await QuicConnection.ConnectAsync(options).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+
+        // Handlers attached after the ticket and token have arrived still see them (no session store here: the
+        // events are the only way to keep them).
+        await client.PingAsync().AsTask().WaitAsync(Timeout);
+        await Task.Delay(200);
+        var ticket = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var token = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.SessionTicketReceived += (sender, data) => { Assert.Same(client, sender); ticket.TrySetResult(data); };
+        client.NewTokenReceived += (sender, data) => { Assert.Same(client, sender); token.TrySetResult(data); };
+        Assert.NotEmpty(await ticket.Task.WaitAsync(Timeout));
+        Assert.NotEmpty(await token.Task.WaitAsync(Timeout));
+
+        Assert.Equal(port, client.LocalEndPoint.Port);
+        Assert.Equal(port, server.RemoteEndPoint.Port);
+        Assert.Equal(System.Net.Security.TlsCipherSuite.TLS_CHACHA20_POLY1305_SHA256, client.NegotiatedCipherSuite);
+        Assert.Equal(System.Net.Security.TlsCipherSuite.TLS_CHACHA20_POLY1305_SHA256, server.NegotiatedCipherSuite);
+
+        await client.DisposeAsync();
+        QuicCloseReason reason = await server.Closed.WaitAsync(Timeout);
+        Assert.True(reason.IsApplicationError);
+        Assert.True(reason.ClosedByPeer);
+        Assert.Equal(0x2aUL, reason.ErrorCode);
+    }
+
+    [Fact]
     public async Task ConnectionOptionsCallback_FreshCloneEachTime_SecondConnectionStillResumes()
     {
         // A callback that builds a new configuration per connection (as Kestrel's does) sets no ticket key: the

@@ -1,6 +1,7 @@
 using KestrelQuic.Configuration;
 using KestrelQuic.Connection;
 using KestrelQuic.Crypto;
+using KestrelQuic.Packets;
 using KestrelQuic.Protocol;
 
 namespace KestrelQuic.Tests.Simulation;
@@ -73,6 +74,68 @@ public sealed class HandshakeSimulationTests
 
             Assert.True(net.RunUntilHandshakeComplete(TimeSpan.FromSeconds(120)), $"seed {seed}");
         }
+    }
+
+    [Fact]
+    public void Handshake_ClientInitialsPaddedTo1200_InitialAndHandshakeKeysDiscardedOnceConfirmed()
+    {
+        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), SimulationHelpers.ServerConfig());
+        Assert.False(net.Client.IsSpaceDiscarded(PacketNumberSpace.Initial));
+        var clientInitials = new List<byte[]>();
+        var serverLongHeaders = new List<byte[]>();
+        net.Filter = (toServer, datagram) =>
+        {
+            Assert.True(PacketHeaderParser.TryParse(datagram, 8, out PacketHeader header));
+            if (toServer && header.Type == PacketType.Initial) clientInitials.Add((byte[])datagram.Clone());
+            if (!toServer && header.IsLongHeader) serverLongHeaders.Add((byte[])datagram.Clone());
+            return true;
+        };
+
+        Assert.True(net.RunUntilHandshakeComplete());
+        net.Filter = null;
+
+        // RFC 9000 §14.1: every datagram carrying a client Initial is at least 1200 bytes.
+        Assert.NotEmpty(clientInitials);
+        Assert.All(clientInitials, d => Assert.True(d.Length >= 1200, $"client Initial datagram of {d.Length} bytes"));
+        Assert.Contains(serverLongHeaders, ContainsHandshakePacket);
+
+        // RFC 9001 §4.9: once the handshake is confirmed both sides have dropped their Initial and Handshake keys,
+        // and replayed Initial and Handshake packets are discarded without being processed.
+        foreach (QuicConnectionCore side in new[] { net.Client, net.Server! })
+        {
+            Assert.True(side.IsSpaceDiscarded(PacketNumberSpace.Initial), $"{(side.IsClient ? "client" : "server")} kept its Initial keys");
+            Assert.True(side.IsSpaceDiscarded(PacketNumberSpace.Handshake), $"{(side.IsClient ? "client" : "server")} kept its Handshake keys");
+        }
+
+        long serverReceived = net.Server!.Statistics.PacketsReceived;
+        long serverDropped = net.Server.Statistics.PacketsDropped;
+        foreach (byte[] d in clientInitials) net.Server.ReceiveDatagram((byte[])d.Clone(), SimulatedNetwork.ClientAddress, net.Now);
+        Assert.Equal(serverReceived, net.Server.Statistics.PacketsReceived);
+        Assert.True(net.Server.Statistics.PacketsDropped >= serverDropped + clientInitials.Count);
+
+        long clientReceived = net.Client.Statistics.PacketsReceived;
+        long clientDropped = net.Client.Statistics.PacketsDropped;
+        foreach (byte[] d in serverLongHeaders) net.Client.ReceiveDatagram((byte[])d.Clone(), SimulatedNetwork.ServerAddress, net.Now);
+        Assert.Equal(clientReceived, net.Client.Statistics.PacketsReceived);
+        Assert.True(net.Client.Statistics.PacketsDropped >= clientDropped + serverLongHeaders.Count);
+
+        net.RunFor(TimeSpan.FromMilliseconds(100));
+        Assert.Null(net.Client.CloseReason);
+        Assert.Null(net.Server.CloseReason);
+    }
+
+    /// <summary>Whether a datagram holds a Handshake packet (first or coalesced).</summary>
+    private static bool ContainsHandshakePacket(byte[] datagram)
+    {
+        int offset = 0;
+        while (offset < datagram.Length && PacketHeaderParser.TryParse(datagram.AsSpan(offset), 8, out PacketHeader h) && h.IsLongHeader)
+        {
+            if (h.Type == PacketType.Handshake) return true;
+            if (h.PacketLength <= 0) return false;
+            offset += h.PacketLength;
+        }
+
+        return false;
     }
 
     [Fact]

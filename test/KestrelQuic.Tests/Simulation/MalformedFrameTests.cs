@@ -56,15 +56,17 @@ public sealed class MalformedFrameTests
     /// </summary>
     private static byte[] WithLeadingPadding(byte[] frames) => [0, 0, 0, .. frames];
 
-    private static QuicCloseReason SendAndGetServerClose(SimulatedNetwork net, byte[] payload)
+    private static QuicCloseReason SendAndGetServerClose(SimulatedNetwork net, byte[] payload) => SendAndGetClose(net.Client, net.Server!, net, payload);
+
+    /// <summary>Sends <paramref name="payload"/> from <paramref name="sender"/> and returns why <paramref name="receiver"/> closed (the sender is told the same).</summary>
+    private static QuicCloseReason SendAndGetClose(QuicConnectionCore sender, QuicConnectionCore receiver, SimulatedNetwork net, byte[] payload)
     {
-        net.Client.InjectRawFrames(WithLeadingPadding(payload));
-        Assert.True(net.RunUntil(() => net.Server!.CloseReason is not null, TimeSpan.FromSeconds(5)), "server did not close");
-        Assert.False(net.Server!.CloseReason!.ClosedByPeer);
-        // The client is told why.
-        Assert.True(net.RunUntil(() => net.Client.CloseReason is not null, TimeSpan.FromSeconds(5)));
-        Assert.Equal(net.Server.CloseReason.ErrorCode, net.Client.CloseReason!.ErrorCode);
-        return net.Server.CloseReason;
+        sender.InjectRawFrames(WithLeadingPadding(payload));
+        Assert.True(net.RunUntil(() => receiver.CloseReason is not null, TimeSpan.FromSeconds(5)), "receiver did not close");
+        Assert.False(receiver.CloseReason!.ClosedByPeer);
+        Assert.True(net.RunUntil(() => sender.CloseReason is not null, TimeSpan.FromSeconds(5)));
+        Assert.Equal(receiver.CloseReason.ErrorCode, sender.CloseReason!.ErrorCode);
+        return receiver.CloseReason;
     }
 
     [Theory]
@@ -79,6 +81,30 @@ public sealed class MalformedFrameTests
             Assert.True((ulong)TransportErrorCode.FrameEncodingError == reason.ErrorCode, $"{name} truncated to {length}: {reason}");
             if (frame[0] is >= 0x08 and <= 0x0f) Assert.InRange(reason.FrameType, 0x08UL, 0x0fUL);
             else Assert.Equal((ulong)frame[0], reason.FrameType);
+        }
+    }
+
+    // Frames a server sends, among them NEW_TOKEN, which only a client may receive (stream 1: server-initiated bidi).
+    public static TheoryData<string, string> ServerFrames => new()
+    {
+        { "NEW_TOKEN", "07" + "04" + "a1b2c3d4" },
+        { "NEW_CONNECTION_ID", "18" + "01" + "00" + "08" + "0102030405060708" + "00112233445566778899aabbccddeeff" },
+        { "MAX_STREAMS_BIDI", "12" + "4064" },
+        { "STREAM", "0a" + "01" + "05" + "68656c6c6f" },
+        { "ACK", "02" + "00" + "00" + "00" + "00" },
+    };
+
+    [Theory]
+    [MemberData(nameof(ServerFrames))]
+    public void TruncatedAtEveryOffset_ReceivedByTheClient_ClosesWithFrameEncodingError(string name, string hex)
+    {
+        byte[] frame = Convert.FromHexString(hex);
+        for (int length = 1; length < frame.Length; length++)
+        {
+            using SimulatedNetwork net = Connected();
+            QuicCloseReason reason = SendAndGetClose(net.Server!, net.Client, net, frame[..length]);
+            Assert.True((ulong)TransportErrorCode.FrameEncodingError == reason.ErrorCode, $"{name} truncated to {length}: {reason}");
+            Assert.Equal((ulong)frame[0], reason.FrameType);
         }
     }
 

@@ -82,6 +82,16 @@ internal sealed class SimulatedNetwork : IDisposable
 
     public long BytesToClient { get; private set; }
 
+    /// <summary>
+    /// Bytes allocated on this thread inside calls into the two connection cores (receive, poll, timeout, events,
+    /// and the stream reads and writes of <see cref="StreamPump"/>): the engine's share, without the simulator's
+    /// datagram copies and queues.
+    /// </summary>
+    public long CoreAllocatedBytes { get; private set; }
+
+    /// <summary>Adds what this thread allocated since <paramref name="allocatedBefore"/> (a <see cref="GC.GetAllocatedBytesForCurrentThread"/> reading) to <see cref="CoreAllocatedBytes"/>.</summary>
+    public void AddCoreAllocation(long allocatedBefore) => CoreAllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+
     /// <summary>Events seen so far, per side, for assertions.</summary>
     public List<ConnectionEvent> ClientEvents { get; } = new();
 
@@ -146,8 +156,10 @@ internal sealed class SimulatedNetwork : IDisposable
             Deliver(d);
         }
 
+        long before = GC.GetAllocatedBytesForCurrentThread();
         if (Client.NextTimeout <= Now) Client.HandleTimeout(Now);
         if (Server is not null && Server.NextTimeout <= Now) Server.HandleTimeout(Now);
+        AddCoreAllocation(before);
     }
 
     private void Deliver(InFlight d)
@@ -172,11 +184,15 @@ internal sealed class SimulatedNetwork : IDisposable
                     antiReplay: AntiReplay);
             }
 
+            long before = GC.GetAllocatedBytesForCurrentThread();
             Server.ReceiveDatagram(d.Data, d.From, Now);
+            AddCoreAllocation(before);
         }
         else
         {
+            long before = GC.GetAllocatedBytesForCurrentThread();
             Client.ReceiveDatagram(d.Data, ServerAddress, Now);
+            AddCoreAllocation(before);
         }
     }
 
@@ -195,7 +211,7 @@ internal sealed class SimulatedNetwork : IDisposable
         {
             any = false;
             int n;
-            while ((n = Client.PollDatagram(_sendBuffer, Now, out _)) > 0)
+            while ((n = Poll(Client)) > 0)
             {
                 Send(toServer: true, _sendBuffer.AsSpan(0, n).ToArray());
                 any = true;
@@ -203,7 +219,7 @@ internal sealed class SimulatedNetwork : IDisposable
 
             if (Server is not null)
             {
-                while ((n = Server.PollDatagram(_sendBuffer, Now, out EndPoint? _)) > 0)
+                while ((n = Poll(Server)) > 0)
                 {
                     Send(toServer: false, _sendBuffer.AsSpan(0, n).ToArray());
                     any = true;
@@ -212,6 +228,22 @@ internal sealed class SimulatedNetwork : IDisposable
 
             DrainEvents();
         }
+    }
+
+    private int Poll(QuicConnectionCore connection)
+    {
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        int n = connection.PollDatagram(_sendBuffer, Now, out _);
+        AddCoreAllocation(before);
+        return n;
+    }
+
+    private bool TryDequeueEvent(QuicConnectionCore connection, out ConnectionEvent e)
+    {
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        bool any = connection.TryDequeueEvent(out e);
+        AddCoreAllocation(before);
+        return any;
     }
 
     private void Send(bool toServer, byte[] datagram)
@@ -255,13 +287,13 @@ internal sealed class SimulatedNetwork : IDisposable
 
     public void DrainEvents()
     {
-        while (Client.TryDequeueEvent(out ConnectionEvent e))
+        while (TryDequeueEvent(Client, out ConnectionEvent e))
         {
             ClientEvents.Add(e);
             OnEvent?.Invoke(Client, e);
         }
 
-        while (Server is not null && Server.TryDequeueEvent(out ConnectionEvent e))
+        while (Server is not null && TryDequeueEvent(Server, out ConnectionEvent e))
         {
             ServerEvents.Add(e);
             OnEvent?.Invoke(Server, e);

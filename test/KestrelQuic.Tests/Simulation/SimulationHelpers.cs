@@ -110,15 +110,18 @@ internal sealed class StreamPump
         MemoryStream ms = Received[(connection, id)];
         while (true)
         {
+            long before = GC.GetAllocatedBytesForCurrentThread();
             int n = connection.ReadStream(id, _readBuffer, out bool fin);
+            _net.AddCoreAllocation(before);
             ms.Write(_readBuffer, 0, n);
             if (fin) Finished.Add((connection, id));
             if (n == 0) break;
         }
     }
 
-    private static void Pump(QuicConnectionCore connection, ulong id, Outgoing o)
+    private void Pump(QuicConnectionCore connection, ulong id, Outgoing o)
     {
+        long before = GC.GetAllocatedBytesForCurrentThread();
         while (o.Offset < o.Data.Length)
         {
             int n = connection.WriteStream(id, o.Data.AsSpan(o.Offset), fin: false);
@@ -131,6 +134,8 @@ internal sealed class StreamPump
             connection.FinishStream(id);
             o.FinSent = true;
         }
+
+        _net.AddCoreAllocation(before);
     }
 
     private sealed class Outgoing(byte[] data, bool fin)
