@@ -1,3 +1,4 @@
+using KestrelQuic.Tests.Shared;
 using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic.AspNetCore.Tests;
