@@ -304,17 +304,7 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
         await using (app)
         {
             await app.StartAsync();
-            string dir = Directory.CreateTempSubdirectory("kq-urls-").FullName;
-            try
-            {
-                PeerResult r = await Peers.GtlsClientAsync(port, ["--exit-on-all-streams-close", $"--download={dir}"], $"https://localhost:{port}/");
-                Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
-                Assert.Contains("<span id=\"protocol\">HTTP/3</span>", await File.ReadAllTextAsync(Path.Combine(dir, "index.html")), StringComparison.Ordinal);
-            }
-            finally
-            {
-                Directory.Delete(dir, recursive: true);
-            }
+            await Peers.AssertPageServedOverHttp3Async(port);
 
             // The SPKI hash a browser is told to trust is in the log (base64 of the SHA-256 of the SubjectPublicKeyInfo).
             string spki = app.Services.GetRequiredService<EphemeralCertificate>().SpkiHash;
