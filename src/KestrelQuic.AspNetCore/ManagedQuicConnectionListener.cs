@@ -42,7 +42,12 @@ internal sealed class ManagedQuicConnectionListener : IMultiplexedConnectionList
 
     internal QuicListener QuicListener => _listener;
 
-    public static async ValueTask<ManagedQuicConnectionListener> BindAsync(IPEndPoint endPoint, TlsConnectionCallbackOptions tls, QuicConfiguration configuration, ILogger logger, CancellationToken cancellationToken)
+    /// <summary>
+    /// Binds the endpoint. <paramref name="loggerFactory"/> also goes to the engine, so its events (category
+    /// <c>KestrelQuic</c>: handshake failures with the TLS alert, protocol errors, dropped datagrams, the secrets-log
+    /// warning) reach the host's logging next to the transport's own (<paramref name="logger"/>).
+    /// </summary>
+    public static async ValueTask<ManagedQuicConnectionListener> BindAsync(IPEndPoint endPoint, TlsConnectionCallbackOptions tls, QuicConfiguration configuration, ILogger logger, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
         QuicConfiguration baseConfiguration = configuration.Clone();
         baseConfiguration.ApplicationProtocols = tls.ApplicationProtocols.Select(ToAlpn).ToList();
@@ -60,6 +65,7 @@ internal sealed class ManagedQuicConnectionListener : IMultiplexedConnectionList
                 ConnectionOptionsCallback = listener.ChooseConfigurationAsync,
                 DefaultStreamErrorCode = H3RequestCancelled,
                 DefaultCloseErrorCode = H3NoError,
+                LoggerFactory = loggerFactory,
             }, cancellationToken).ConfigureAwait(false);
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)

@@ -36,7 +36,7 @@ public sealed class ManagedQuicTransportFactory : IMultiplexedConnectionListener
             ?? throw new InvalidOperationException("Couldn't find HTTPS configuration for QUIC transport.");
         if (tls.ApplicationProtocols is null || tls.ApplicationProtocols.Count == 0) throw new InvalidOperationException("No application protocols specified.");
         ILogger logger = _loggerFactory.CreateLogger("KestrelQuic.AspNetCore");
-        return await ManagedQuicConnectionListener.BindAsync(ipEndPoint, tls, _options.Value, logger, cancellationToken).ConfigureAwait(false);
+        return await ManagedQuicConnectionListener.BindAsync(ipEndPoint, tls, _options.Value, logger, _loggerFactory, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>True for IP endpoints (QUIC runs over UDP).</summary>

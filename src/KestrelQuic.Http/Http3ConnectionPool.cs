@@ -158,6 +158,7 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
             ConnectWithEarlyData = _options.EnableEarlyData,
             DefaultStreamErrorCode = (long)Http3.Http3ErrorCode.RequestCancelled,
             DefaultCloseErrorCode = (long)Http3.Http3ErrorCode.NoError,
+            LoggerFactory = _options.LoggerFactory,
         };
     }
 

@@ -1,5 +1,6 @@
 using System.Net;
 using KestrelQuic.Configuration;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic.Http;
 
@@ -73,6 +74,13 @@ public sealed class Http3HandlerOptions
     /// that closed before the request was sent) is retried on another connection. Default 3.
     /// </summary>
     public int MaxRetries { get; set; } = 3;
+
+    /// <summary>
+    /// Creates the engine's "KestrelQuic" logger for the handler's connections (lifecycle, handshake failures with the
+    /// TLS alert, protocol errors, dropped datagrams, the secrets-log warning). Null: no logging.
+    /// <c>UseManagedHttp3</c> fills it from the service provider when left null.
+    /// </summary>
+    public ILoggerFactory? LoggerFactory { get; set; }
 
     /// <summary>Copies the options (the QUIC configuration template is cloned too).</summary>
     public Http3HandlerOptions Clone()

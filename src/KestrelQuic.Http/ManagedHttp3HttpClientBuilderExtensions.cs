@@ -3,6 +3,7 @@ using KestrelQuic;
 using KestrelQuic.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -14,7 +15,8 @@ public static class ManagedHttp3HttpClientBuilderExtensions
     /// Uses <see cref="ManagedHttp3Handler"/> as the client's primary handler, with options named after the client
     /// (<c>services.Configure&lt;Http3HandlerOptions&gt;(name, …)</c> also applies). Handlers are recycled by the factory
     /// (HandlerLifetime); unless <see cref="Http3HandlerOptions.SessionStore"/> is set, all handlers of one client share a
-    /// session store, so new handlers resume TLS sessions (and may use 0-RTT) with servers already visited.
+    /// session store, so new handlers resume TLS sessions (and may use 0-RTT) with servers already visited. Unless
+    /// <see cref="Http3HandlerOptions.LoggerFactory"/> is set, the engine logs through the container's <see cref="ILoggerFactory"/>.
     /// </summary>
     public static IHttpClientBuilder UseManagedHttp3(this IHttpClientBuilder builder, Action<Http3HandlerOptions>? configure = null)
     {
@@ -68,6 +70,7 @@ public static class ManagedHttp3HttpClientBuilderExtensions
     {
         Http3HandlerOptions options = services.GetRequiredService<IOptionsMonitor<Http3HandlerOptions>>().Get(name).Clone();
         options.SessionStore ??= services.GetRequiredService<ManagedHttp3SessionStores>().Get(name);
+        options.LoggerFactory ??= services.GetService<ILoggerFactory>();
         return options;
     }
 

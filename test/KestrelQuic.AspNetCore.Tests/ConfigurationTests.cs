@@ -2,11 +2,15 @@ using System.Globalization;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using Http3Server;
+using KestrelQuic.Tests.Shared;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic.AspNetCore.Tests;
 
@@ -273,6 +277,72 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
         finally
         {
             Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task AspNetCoreUrlsVariable_ChoosesTheEndpoint_EphemeralCertificateSpkiIsLogged()
+    {
+        int port = TestServer.GetFreePort();
+        using var logs = new ListLoggerProvider();
+        WebApplication app;
+        Environment.SetEnvironmentVariable("ASPNETCORE_URLS", $"https://127.0.0.1:{port}");
+        try
+        {
+            // No --urls: the variable is read when the builder is created.
+            app = Http3ServerApp.Create([], builder =>
+            {
+                builder.Logging.ClearProviders();
+                builder.Logging.AddProvider(logs);
+            });
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("ASPNETCORE_URLS", null);
+        }
+
+        await using (app)
+        {
+            await app.StartAsync();
+            await Peers.AssertPageServedOverHttp3Async(port);
+
+            // The SPKI hash a browser is told to trust is in the log (base64 of the SHA-256 of the SubjectPublicKeyInfo).
+            string spki = app.Services.GetRequiredService<EphemeralCertificate>().SpkiHash;
+            Assert.Equal(44, spki.Length);
+            Assert.Contains(logs.Entries, e => e.Contains("SPKI SHA-256 (base64): " + spki, StringComparison.Ordinal));
+            await app.StopAsync();
+        }
+    }
+
+    [Fact]
+    public void SampleAppsettings_ShowsEveryManagedQuicKeyWithItsDefault()
+    {
+        using JsonDocument json = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "appsettings.json")));
+        JsonElement section = json.RootElement.GetProperty("ManagedQuic");
+        string[] contract =
+        [
+            "IdleTimeout", "MaxBidirectionalStreams", "MaxUnidirectionalStreams", "MaxData", "MaxStreamData", "MaxDatagramFrameSize", "ConnectionIdLength",
+            "CongestionControl", "Retry", "SecretsLogFile", "QlogDirectory", "SocketReceiveBufferSize", "SocketSendBufferSize",
+        ];
+        Assert.Equal(contract, section.EnumerateObject().Select(p => p.Name));
+        var defaults = new KestrelQuic.Configuration.QuicConfiguration();
+        foreach (JsonProperty property in section.EnumerateObject())
+        {
+            object? value = typeof(KestrelQuic.Configuration.QuicConfiguration).GetProperty(property.Name)!.GetValue(defaults);
+            string? expected = value switch
+            {
+                null => null,
+                TimeSpan t => t.ToString("c", CultureInfo.InvariantCulture),
+                IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+                _ => value.ToString(),
+            };
+            string? actual = property.Value.ValueKind switch
+            {
+                JsonValueKind.Null => null,
+                JsonValueKind.String => property.Value.GetString(),
+                _ => property.Value.GetRawText(),
+            };
+            Assert.True(expected == actual, $"{property.Name}: appsettings.json has {actual ?? "null"}, the default is {expected ?? "null"}");
         }
     }
 

@@ -1,4 +1,6 @@
 using Http3Server;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 
 namespace KestrelQuic.AspNetCore.Tests;
 
@@ -34,16 +36,24 @@ public sealed class GtlsScenarioTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305", null)]
-    [InlineData("NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-256-GCM", null)]
-    [InlineData(null, "-GROUP-ALL:+GROUP-SECP256R1")]
-    public async Task CipherOrGroupRestricted_HandshakeAndDownloadSucceed(string? ciphers, string? groups)
+    [InlineData("NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305", null, "CHACHA20-POLY1305", "TLS_CHACHA20_POLY1305_SHA256")]
+    [InlineData("NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-256-GCM", null, "AES-256-GCM", "TLS_AES_256_GCM_SHA384")]
+    [InlineData(null, "-GROUP-ALL:+GROUP-SECP256R1", "AES-128-GCM", "TLS_AES_128_GCM_SHA256")]
+    public async Task CipherOrGroupRestricted_HandshakeAndDownloadSucceed(string? ciphers, string? groups, string gnutlsSuite, string serverSuite)
     {
-        await using TestServer server = await TestServer.StartAsync();
+        string? seen = null;
+        await using TestServer server = await TestServer.StartAsync(map: app => app.MapGet("/suite", (HttpContext context) =>
+            seen = context.Features.Get<IManagedQuicConnectionFeature>()!.Connection.NegotiatedCipherSuite.ToString()));
         var options = new List<string>();
         if (ciphers is not null) options.Add($"--ciphers={ciphers}");
-        if (groups is not null) options.Add($"--groups={groups}");
-        await DownloadAsync(server, 100_000, options);
+        if (groups is not null) options.Add($"--groups={groups}"); // the only key share offered: success means secp256r1 was used
+        PeerResult r = await DownloadAsync(server, 100_000, options);
+        Assert.Contains($"Negotiated cipher suite is {gnutlsSuite}\n", r.StandardError, StringComparison.Ordinal);
+
+        // And the server agrees on the suite the request came in with.
+        PeerResult check = await Peers.GtlsClientAsync(server.Port, ["--exit-on-all-streams-close", Quiet, "--no-http-dump", .. options], $"{server.Origin}/suite");
+        Assert.True(check.ExitCode == 0 && !check.TimedOut, check.Tail);
+        Assert.Equal(serverSuite, seen);
     }
 
     [Theory]

@@ -32,6 +32,22 @@ internal static class Peers
         return RunAsync("gtlsclient", args);
     }
 
+    /// <summary>Downloads https://localhost:PORT/ with gtlsclient and asserts that the sample's page says it was served over HTTP/3.</summary>
+    public static async Task AssertPageServedOverHttp3Async(int port)
+    {
+        string dir = Directory.CreateTempSubdirectory("kq-page-").FullName;
+        try
+        {
+            PeerResult r = await GtlsClientAsync(port, ["--exit-on-all-streams-close", $"--download={dir}"], $"https://localhost:{port}/");
+            Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
+            Assert.Contains("<span id=\"protocol\">HTTP/3</span>", await File.ReadAllTextAsync(Path.Combine(dir, "index.html")), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     /// <summary>Loads <paramref name="url"/> in headless Chromium with QUIC forced for the origin; returns the DOM on stdout.</summary>
     public static async Task<PeerResult> ChromiumDumpDomAsync(int port, string spki, string url, string host = "localhost")
     {

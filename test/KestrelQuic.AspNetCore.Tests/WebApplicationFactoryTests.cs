@@ -26,18 +26,7 @@ public sealed class WebApplicationFactoryTests
         }));
         factory.StartServer();
 
-        string dir = Directory.CreateTempSubdirectory("kq-factory-").FullName;
-        try
-        {
-            PeerResult r = await Peers.GtlsClientAsync(port, ["--exit-on-all-streams-close", $"--download={dir}"], $"https://localhost:{port}/");
-            Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
-            Assert.Contains("<span id=\"protocol\">HTTP/3</span>", await File.ReadAllTextAsync(Path.Combine(dir, "index.html")), StringComparison.Ordinal);
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
-
+        await Peers.AssertPageServedOverHttp3Async(port);
         Assert.Contains("GET / HTTP/3", factory.Services.GetRequiredService<RequestLog>().Entries);
     }
 

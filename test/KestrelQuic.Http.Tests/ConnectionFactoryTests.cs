@@ -7,9 +7,11 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using KestrelQuic.Configuration;
 using KestrelQuic.Http.Connections;
+using KestrelQuic.Tests.Shared;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic.Http.Tests;
 
@@ -106,10 +108,13 @@ public sealed class ConnectionFactoryTests
             return await connection.Closed;
         });
 
+        using var logs = new ListLoggerProvider();
+        using ILoggerFactory loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(logs).SetMinimumLevel(LogLevel.Debug));
         var factory = new QuicConnectionFactory(new QuicConnectionFactoryOptions
         {
             Configuration = ClientConfig(c => c.ApplicationProtocols = ["kq-test"]),
             DefaultCloseErrorCode = 7,
+            LoggerFactory = loggerFactory,
         });
         byte[] payload = RandomNumberGenerator.GetBytes(100_000);
         await using (ConnectionContext context = await factory.ConnectAsync(listener.LocalEndPoint).AsTask().WaitAsync(Timeout))
@@ -122,6 +127,7 @@ public sealed class ConnectionFactoryTests
         QuicCloseReason reason = await server.WaitAsync(Timeout);
         Assert.True(reason.IsApplicationError);
         Assert.Equal(7UL, reason.ErrorCode);
+        Assert.Contains("ALPN kq-test", await logs.WaitForAsync("KestrelQuic|ConnectionConnected|", Timeout), StringComparison.Ordinal);
     }
 
     private static async Task<QuicListener> ListenAsync() => await QuicListener.ListenAsync(new QuicListenerOptions

@@ -1,7 +1,9 @@
 using System.Net;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Configuration;
+using KestrelQuic.Tests.Shared;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace KestrelQuic.Http.Tests;
@@ -60,6 +62,29 @@ public sealed class DependencyInjectionTests
         using HttpResponseMessage response = await client.GetAsync(new Uri(server.BaseUri, GtlsServer.SmallFile));
         Assert.Equal(HttpVersion.Version30, response.Version);
         Assert.Equal(GtlsServer.Sha256Of(GtlsServer.SmallFile), SHA256.HashData(await response.Content.ReadAsByteArrayAsync()));
+    }
+
+    [Fact]
+    public async Task UseManagedHttp3_EngineLogsThroughTheContainersLoggerFactory()
+    {
+        await using GtlsServer server = await GtlsServer.StartAsync();
+        using var logs = new ListLoggerProvider();
+        var services = new ServiceCollection();
+        services.AddLogging(logging => logging.AddProvider(logs).SetMinimumLevel(LogLevel.Debug));
+        services.AddHttpClient("h3")
+            .UseManagedHttp3(o =>
+            {
+                o.Configuration.UseSystemTrust = false;
+                o.Configuration.TrustedCertificateAuthorities = [GtlsServer.Certificate];
+            });
+        await using ServiceProvider provider = services.BuildServiceProvider();
+
+        HttpClient client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("h3");
+        using HttpResponseMessage response = await client.GetAsync(new Uri(server.BaseUri, GtlsServer.SmallFile));
+
+        Assert.Equal(HttpVersion.Version30, response.Version);
+        string connected = await logs.WaitForAsync("KestrelQuic|ConnectionConnected|", TimeSpan.FromSeconds(10));
+        Assert.Contains("ALPN h3", connected, StringComparison.Ordinal);
     }
 
     [Fact]

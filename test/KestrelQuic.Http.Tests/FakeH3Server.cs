@@ -126,6 +126,9 @@ internal sealed class FakeH3Connection(FakeH3Server server, QuicConnection quic)
 
     public TaskCompletionSource<long> ClientControlStreamType { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>The SETTINGS frame that opened the client's control stream.</summary>
+    public TaskCompletionSource<Http3Settings> ClientSettings { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>Sends GOAWAY with <paramref name="id"/> (the first request stream ID that will not be processed).</summary>
     public async Task SendGoAwayAsync(long id)
     {
@@ -180,17 +183,33 @@ internal sealed class FakeH3Connection(FakeH3Server server, QuicConnection quic)
     {
         byte[] buffer = new byte[4096];
         bool first = true;
+        bool control = false;
+        var pending = new List<byte>();
+        var reader = new Http3FrameReader(Http3StreamKind.Control, isClient: false);
         try
         {
             int n;
             while ((n = await stream.ReadAsync(buffer)) > 0)
             {
+                int start = 0;
                 if (first)
                 {
                     first = false;
                     if (buffer[0] == Http3StreamType.Control)
                     {
+                        control = true;
+                        start = 1;
                         ClientControlStreamType.TrySetResult(buffer[0]);
+                    }
+                }
+
+                if (control && !ClientSettings.Task.IsCompleted)
+                {
+                    pending.AddRange(buffer.AsSpan(start, n - start));
+                    var sequence = new ReadOnlySequence<byte>(pending.ToArray());
+                    if (reader.TryReadFrame(ref sequence, out Http3Frame frame, out _) == Http3FrameReadStatus.Frame && frame.Settings is { } settings)
+                    {
+                        ClientSettings.TrySetResult(settings);
                     }
                 }
             }

@@ -243,6 +243,26 @@ public sealed class FakeServerTests
     }
 
     [Fact]
+    public async Task Settings_AdvertiseQpackLimitsAndFieldSectionSize_FromTheOptions()
+    {
+        await using FakeH3Server server = await FakeH3Server.StartAsync(request => request.RespondAsync(200, "ok"));
+        using var client = new HttpClient(new ManagedHttp3Handler(FakeH3Server.ClientOptions(o =>
+        {
+            o.QpackMaxTableCapacity = 1234;
+            o.QpackBlockedStreams = 7;
+            o.MaxResponseHeadersLength = 3;
+        })));
+
+        using HttpResponseMessage response = await client.GetAsync(new Uri(server.BaseUri, "/")).WaitAsync(Timeout);
+
+        Assert.Equal("ok", await response.Content.ReadAsStringAsync());
+        KestrelQuic.Http3.Frames.Http3Settings settings = await Assert.Single(server.Connections).ClientSettings.Task.WaitAsync(Timeout);
+        Assert.Equal(1234, settings.QpackMaxTableCapacity);
+        Assert.Equal(7, settings.QpackBlockedStreams);
+        Assert.Equal(3 * 1024, settings.MaxFieldSectionSize);
+    }
+
+    [Fact]
     public async Task ExpectContinue_BodySentOnlyAfter100()
     {
         await using FakeH3Server server = await FakeH3Server.StartAsync(async request =>

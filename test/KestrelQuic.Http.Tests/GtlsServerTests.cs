@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Net;
 using System.Security.Cryptography;
 using KestrelQuic.Configuration;
+using KestrelQuic.Tests.Shared;
+using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;
 
 namespace KestrelQuic.Http.Tests;
@@ -77,15 +79,22 @@ public sealed class GtlsServerTests
     }
 
     [Fact]
-    public async Task Get_UntrustedCertificate_FailsByDefault()
+    public async Task Get_UntrustedCertificate_FailsByDefault_HandshakeFailureLogged()
     {
         await using GtlsServer server = await GtlsServer.StartAsync();
-        using var client = new HttpClient(new ManagedHttp3Handler());
+        using var logs = new ListLoggerProvider();
+        using ILoggerFactory loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(logs));
+        using var client = new HttpClient(new ManagedHttp3Handler(new Http3HandlerOptions { LoggerFactory = loggerFactory }));
 
         HttpRequestException e = await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync(new Uri(server.BaseUri, GtlsServer.SmallFile)));
 
         Assert.Equal(HttpRequestError.ConnectionError, e.HttpRequestError);
         Assert.IsType<QuicException>(e.InnerException);
+
+        // Event 4 through Http3HandlerOptions.LoggerFactory: our client refused the certificate with a TLS alert.
+        string failed = await logs.WaitForAsync("KestrelQuic|HandshakeFailed|", TimeSpan.FromSeconds(10));
+        _output.WriteLine(failed);
+        Assert.Matches("TLS alert (bad_certificate|unknown_ca)", failed);
     }
 
     [Fact]

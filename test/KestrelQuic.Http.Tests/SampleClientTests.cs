@@ -89,10 +89,13 @@ public sealed class SampleClientTests : IDisposable
     [Fact]
     public async Task SessionTicket_WrittenThenUsedWithZeroRtt_SecretsLogWritten()
     {
-        await using GtlsServer server = await GtlsServer.StartAsync();
+        await using GtlsServer server = await GtlsServer.StartAsync(quiet: false, "--no-quic-dump", "--no-http-dump");
+
+        // 20 ms each way, so the second run's request leaves before the handshake can complete (see UdpDelayProxy).
+        await using var proxy = new UdpDelayProxy(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Port), TimeSpan.FromMilliseconds(20));
         string ticket = Path.Combine(_dir, "ticket.bin");
         string secrets = Path.Combine(_dir, "secrets.log");
-        string url = new Uri(server.BaseUri, GtlsServer.SmallFile).ToString();
+        string url = $"https://127.0.0.1:{proxy.Port}/{GtlsServer.SmallFile}";
 
         (int first, _, _) = await RunAsync("--ca-certs", _caFile, "--session-ticket", ticket, "--secrets-log", secrets, url);
         Assert.Equal(0, first);
@@ -104,6 +107,16 @@ public sealed class SampleClientTests : IDisposable
         Assert.Equal(GtlsServer.Sha256Of(GtlsServer.SmallFile), SHA256.HashData(body));
         Assert.NotEqual(firstTicket, File.ReadAllBytes(ticket));
         Assert.Contains("CLIENT_HANDSHAKE_TRAFFIC_SECRET", File.ReadAllText(secrets));
+
+        // --zero-rtt took effect: the server received the request stream (id 0) in a 0-RTT packet.
+        static bool IsZeroRttRequest(string l) =>
+            l.Contains("frm rx", StringComparison.Ordinal) && l.Contains(" 0RTT ", StringComparison.Ordinal) && l.Contains("STREAM(", StringComparison.Ordinal) && l.Contains("id=0x0 ", StringComparison.Ordinal);
+        for (int i = 0; i < 250 && !server.Log.Split('\n').Any(IsZeroRttRequest); i++)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Contains(server.Log.Split('\n'), IsZeroRttRequest);
     }
 
     [Fact]
@@ -137,6 +150,68 @@ public sealed class SampleClientTests : IDisposable
         Assert.Equal("hq says GET /hello?x=1hq says GET /hello?x=1", Encoding.ASCII.GetString(stdout));
         Assert.Contains("HTTP/0.9", log);
         await server.WaitAsync(TimeSpan.FromSeconds(20));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task DataOrDataFile_PostsTheBody_EchoOnStdout(bool fromFile)
+    {
+        var methods = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        await using FakeH3Server server = await FakeH3Server.StartAsync(async request =>
+        {
+            methods.Enqueue(request.Method);
+            await request.SendHeadersAsync(200);
+            await request.ReadBodyAsync(chunk => request.SendDataAsync(chunk));
+            request.Stream.CompleteWrites();
+        });
+        string ca = Path.Combine(_dir, "fake-ca.pem");
+        File.WriteAllText(ca, FakeH3Server.Certificate.ExportCertificatePem());
+        byte[] body;
+        string[] bodyArgs;
+        if (fromFile)
+        {
+            body = new byte[300_000];
+            new Random(5).NextBytes(body);
+            string file = Path.Combine(_dir, "body.bin");
+            File.WriteAllBytes(file, body);
+            bodyArgs = ["--data-file", file];
+        }
+        else
+        {
+            body = Encoding.UTF8.GetBytes("name=kestrel&value=quic");
+            bodyArgs = ["--data", "name=kestrel&value=quic"];
+        }
+
+        (int exit, byte[] stdout, _) = await RunAsync([.. bodyArgs, "--ca-certs", ca, new Uri(server.BaseUri, "/echo").ToString()]);
+
+        Assert.Equal(0, exit);
+        Assert.Equal(["POST"], methods);
+        Assert.Equal(SHA256.HashData(body), SHA256.HashData(stdout));
+    }
+
+    [Fact]
+    public async Task MaxDataAndMaxStreamData_ReachTheClientsTransportParameters()
+    {
+        // gtlsserver logs the transport parameters it received from the client.
+        await using GtlsServer server = await GtlsServer.StartAsync(quiet: false, "--no-http-dump");
+        string url = new Uri(server.BaseUri, GtlsServer.SmallFile).ToString();
+
+        (int exit, byte[] body, _) = await RunAsync("--ca-certs", _caFile, "--max-data", "3333333", "--max-stream-data", "222222", url);
+
+        Assert.Equal(0, exit);
+        Assert.Equal(GtlsServer.Sha256Of(GtlsServer.SmallFile), SHA256.HashData(body));
+        string log = server.Log;
+        for (int i = 0; i < 100 && !log.Contains("initial_max_stream_data_uni=", StringComparison.Ordinal); i++)
+        {
+            await Task.Delay(20);
+            log = server.Log;
+        }
+
+        string parameters = log.Replace("\r", string.Empty, StringComparison.Ordinal);
+        Assert.Contains("remote transport_parameters initial_max_data=3333333\n", parameters, StringComparison.Ordinal);
+        Assert.Contains("remote transport_parameters initial_max_stream_data_bidi_local=222222\n", parameters, StringComparison.Ordinal);
+        Assert.Contains("remote transport_parameters initial_max_stream_data_uni=222222\n", parameters, StringComparison.Ordinal);
     }
 
     [Fact]

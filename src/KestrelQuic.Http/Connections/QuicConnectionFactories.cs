@@ -93,6 +93,7 @@ internal static class QuicConnectionFactoryHelpers
                 HandshakeTimeout = options.HandshakeTimeout,
                 DefaultStreamErrorCode = options.DefaultStreamErrorCode,
                 DefaultCloseErrorCode = options.DefaultCloseErrorCode,
+                LoggerFactory = options.LoggerFactory,
             },
             cancellationToken);
     }

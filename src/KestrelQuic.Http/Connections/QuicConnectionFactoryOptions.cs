@@ -1,5 +1,6 @@
 using System.Net;
 using KestrelQuic.Configuration;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic.Http.Connections;
 
@@ -27,4 +28,7 @@ public sealed class QuicConnectionFactoryOptions
 
     /// <summary>Error code of CONNECTION_CLOSE when a connection is aborted without an explicit code. Default 0.</summary>
     public long DefaultCloseErrorCode { get; set; }
+
+    /// <summary>Creates the engine's "KestrelQuic" logger for the connections (lifecycle, handshake failures, protocol errors). Null: no logging.</summary>
+    public ILoggerFactory? LoggerFactory { get; set; }
 }

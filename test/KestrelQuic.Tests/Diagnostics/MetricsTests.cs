@@ -124,6 +124,39 @@ public sealed class MetricsTests(ITestOutputHelper output)
         Assert.Equal("aborted", QuicMetrics.ErrorType(null));
     }
 
+    [Fact]
+    public async Task LossyTransfer_CountsLostPacketsAndRetransmissions()
+    {
+        using var recorder = new MetricRecorder();
+        long lostBefore = recorder.Observe("kestrelquic.packets.lost");
+        long retransmissionsBefore = recorder.Observe("kestrelquic.retransmissions");
+
+        const int PayloadSize = 512 * 1024;
+        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+        await using var relay = new KestrelQuic.Tests.Relay.UdpRelay(listener.LocalEndPoint, seed: 77);
+        relay.ToServer.LossRate = 0.1; // the client's data packets: the client detects the losses and resends
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(relay.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+        await using QuicStream stream = await client.OpenOutboundStreamAsync(QuicStreamType.Unidirectional);
+        byte[] payload = SimulationHelpers.Payload(PayloadSize, 11);
+        Task write = Task.Run(async () => await stream.WriteAsync(payload, completeWrites: true));
+        await using QuicStream inbound = await server.AcceptInboundStreamAsync().AsTask().WaitAsync(Timeout);
+        var sink = new MemoryStream();
+        await inbound.CopyToAsync(sink).WaitAsync(Timeout);
+        await write.WaitAsync(Timeout);
+        Assert.Equal(payload, sink.ToArray());
+
+        // Observable counters include the live connections: read them while both are open (process-wide counters,
+        // so only lower bounds: other tests may lose packets at the same time).
+        long lost = recorder.Observe("kestrelquic.packets.lost") - lostBefore;
+        long retransmissions = recorder.Observe("kestrelquic.retransmissions") - retransmissionsBefore;
+        output.WriteLine($"relay client → server: {relay.ToServerCounters}; packets lost +{lost}, frames retransmitted +{retransmissions}");
+        Assert.True(lost > 0, $"packets lost grew by {lost}");
+        Assert.True(retransmissions > 0, $"retransmissions grew by {retransmissions}");
+        await client.CloseAsync(0);
+    }
+
     internal readonly record struct Rec(string Instrument, double Value, KeyValuePair<string, object?>[] Tags)
     {
         public object? Tag(string key) => Tags.FirstOrDefault(t => t.Key == key).Value;
