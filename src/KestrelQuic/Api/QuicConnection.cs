@@ -26,7 +26,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     private readonly QuicListener? _listener;
     private readonly Dictionary<ulong, QuicStream> _streams = new();
     private readonly Channel<QuicStream> _inboundStreams = Channel.CreateUnbounded<QuicStream>(new UnboundedChannelOptions { SingleWriter = true });
-    private readonly Channel<byte[]> _datagrams = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(MaxQueuedDatagrams) { FullMode = BoundedChannelFullMode.DropOldest, SingleWriter = true });
+    private Channel<byte[]>? _datagrams; // created on first use (under the endpoint lock): most connections never see a datagram
     private readonly TaskCompletionSource _handshake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<QuicCloseReason> _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Queue<TaskCompletionSource> _pings = new();
@@ -528,7 +528,9 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     {
         try
         {
-            return await _datagrams.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            Channel<byte[]> datagrams;
+            lock (_endpoint.Lock) datagrams = DatagramsLocked();
+            return await datagrams.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (ChannelClosedException e) when (e.InnerException is not null)
         {
@@ -608,7 +610,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
                 _streamsAvailable = null;
                 break;
             case ConnectionEventKind.DatagramReceived:
-                _datagrams.Writer.TryWrite(e.Data!);
+                DatagramsLocked().Writer.TryWrite(e.Data!);
                 break;
             case ConnectionEventKind.SessionTicketReceived:
                 Publish(e.Data!, ticket: true);
@@ -636,6 +638,17 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
 
     void IEndpointConnectionOwner.OnRemoved() => Terminate();
 
+    private Channel<byte[]> DatagramsLocked()
+    {
+        if (_datagrams is null)
+        {
+            _datagrams = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(MaxQueuedDatagrams) { FullMode = BoundedChannelFullMode.DropOldest, SingleWriter = true });
+            if (_error is not null) _datagrams.Writer.TryComplete(_error);
+        }
+
+        return _datagrams;
+    }
+
     private void Terminate()
     {
         QuicCloseReason reason = _handle.Core.CloseReason ?? new QuicCloseReason { Reason = "endpoint closed" };
@@ -648,7 +661,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         _error ??= error;
         _handshake.TrySetException(_error);
         _inboundStreams.Writer.TryComplete(_error);
-        _datagrams.Writer.TryComplete(_error);
+        _datagrams?.Writer.TryComplete(_error);
         _streamsAvailable?.TrySetException(_error);
         _streamsAvailable = null;
         _migration?.TrySetException(_error);

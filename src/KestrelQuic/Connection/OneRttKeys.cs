@@ -3,9 +3,9 @@ using KestrelQuic.PacketProtection;
 namespace KestrelQuic.Connection;
 
 /// <summary>
-/// 1-RTT keys across key updates (RFC 9001 §6): current read/write keys and key phase, the next read keys
-/// (precomputed so a peer-initiated update is detected by trial decryption), and the previous read keys kept
-/// for a while so reordered packets of the old phase still decrypt.
+/// 1-RTT keys across key updates (RFC 9001 §6): current read/write keys and key phase, the next read keys (for
+/// trial decryption of a peer-initiated update), and the previous read keys kept for a while so reordered packets
+/// of the old phase still decrypt.
 /// </summary>
 internal sealed class OneRttKeys : IDisposable
 {
@@ -13,14 +13,20 @@ internal sealed class OneRttKeys : IDisposable
     {
         CurrentRead = read;
         CurrentWrite = write;
-        NextRead = read.NextKeyPhase();
     }
 
     public PacketProtectionKeys CurrentRead { get; private set; }
 
     public PacketProtectionKeys CurrentWrite { get; private set; }
 
-    public PacketProtectionKeys NextRead { get; private set; }
+    /// <summary>
+    /// Derived on the first packet that carries the other key phase bit, then kept (RFC 9001 §6.3): every such
+    /// packet, valid or not, meets the same derived keys, so the timing says nothing about its validity, and an idle
+    /// connection does not hold a third AEAD context (about 1.5 KiB of native memory) it may never use.
+    /// </summary>
+    public PacketProtectionKeys NextRead => _nextRead ??= CurrentRead.NextKeyPhase();
+
+    private PacketProtectionKeys? _nextRead;
 
     public PacketProtectionKeys? PreviousRead { get; private set; }
 
@@ -49,7 +55,7 @@ internal sealed class OneRttKeys : IDisposable
         PreviousRead = CurrentRead;
         PreviousReadDiscardTime = now + discardDelay;
         CurrentRead = NextRead;
-        NextRead = CurrentRead.NextKeyPhase();
+        _nextRead = null;
         PacketProtectionKeys oldWrite = CurrentWrite;
         CurrentWrite = oldWrite.NextKeyPhase();
         oldWrite.Dispose();
@@ -74,7 +80,7 @@ internal sealed class OneRttKeys : IDisposable
     {
         CurrentRead.Dispose();
         CurrentWrite.Dispose();
-        NextRead.Dispose();
+        _nextRead?.Dispose();
         PreviousRead?.Dispose();
     }
 }

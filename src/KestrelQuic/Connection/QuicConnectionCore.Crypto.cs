@@ -60,6 +60,8 @@ internal sealed partial class QuicConnectionCore
                         PacketProtectionKeys.FromSecret(suite, _pendingOneRttWriteSecret, _version));
                     System.Security.Cryptography.CryptographicOperations.ZeroMemory(_pendingOneRttReadSecret);
                     System.Security.Cryptography.CryptographicOperations.ZeroMemory(_pendingOneRttWriteSecret);
+                    _pendingOneRttReadSecret = null;
+                    _pendingOneRttWriteSecret = null;
                 }
 
                 break;
@@ -136,6 +138,8 @@ internal sealed partial class QuicConnectionCore
                     _tls.SendSessionTicket(CreateTicketApplicationData());
                 }
             }
+
+            _tls.ReleaseHandshakeState();
         }
 
         // Client: RFC 9001 §4.9.1 — Initial keys are dropped when the first Handshake packet is sent (done in the send path).
