@@ -25,7 +25,9 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     private readonly QuicSocketEndpoint _endpoint;
     private readonly QuicListener? _listener;
     private readonly Dictionary<ulong, QuicStream> _streams = new();
-    private readonly Channel<QuicStream> _inboundStreams = Channel.CreateUnbounded<QuicStream>(new UnboundedChannelOptions { SingleWriter = true });
+    // Bounded only in name (the peer's stream limit bounds it): a bounded channel's deque starts empty, where an
+    // unbounded channel's queue starts with a 32-slot segment that every idle connection would keep.
+    private readonly Channel<QuicStream> _inboundStreams = Channel.CreateBounded<QuicStream>(new BoundedChannelOptions(int.MaxValue) { SingleWriter = true });
     private Channel<byte[]>? _datagrams; // created on first use (under the endpoint lock): most connections never see a datagram
     private readonly TaskCompletionSource _handshake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<QuicCloseReason> _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -66,6 +66,15 @@ internal sealed class OneRttKeys : IDisposable
         FirstReceivedInPhase = long.MaxValue;
     }
 
+    /// <summary>The connection went quiet: give back the platform AEAD contexts (each is rebuilt on its next packet).</summary>
+    public void ReleaseAeadContexts()
+    {
+        CurrentRead.ReleaseAeadContext();
+        CurrentWrite.ReleaseAeadContext();
+        _nextRead?.ReleaseAeadContext();
+        PreviousRead?.ReleaseAeadContext();
+    }
+
     public void DiscardPreviousIfDue(long now)
     {
         if (PreviousRead is not null && now >= PreviousReadDiscardTime)
