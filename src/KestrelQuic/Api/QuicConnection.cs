@@ -28,8 +28,10 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     private readonly QuicSocketEndpoint _endpoint;
     private readonly QuicListener? _listener;
     private readonly Dictionary<ulong, QuicStream> _streams = new();
-    private readonly Channel<QuicStream> _inboundStreams = Channel.CreateUnbounded<QuicStream>(new UnboundedChannelOptions { SingleWriter = true });
-    private readonly Channel<byte[]> _datagrams = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(MaxQueuedDatagrams) { FullMode = BoundedChannelFullMode.DropOldest, SingleWriter = true });
+    // Bounded only in name (the peer's stream limit bounds it): a bounded channel's deque starts empty, where an
+    // unbounded channel's queue starts with a 32-slot segment that every idle connection would keep.
+    private readonly Channel<QuicStream> _inboundStreams = Channel.CreateBounded<QuicStream>(new BoundedChannelOptions(int.MaxValue) { SingleWriter = true });
+    private Channel<byte[]>? _datagrams; // created on first use (under the endpoint lock): most connections never see a datagram
     private readonly TaskCompletionSource _handshake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<QuicCloseReason> _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Queue<TaskCompletionSource> _pings = new();
@@ -558,7 +560,9 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     {
         try
         {
-            return await _datagrams.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            Channel<byte[]> datagrams;
+            lock (_endpoint.Lock) datagrams = DatagramsLocked();
+            return await datagrams.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (ChannelClosedException e) when (e.InnerException is not null)
         {
@@ -638,7 +642,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
                 _streamsAvailable = null;
                 break;
             case ConnectionEventKind.DatagramReceived:
-                _datagrams.Writer.TryWrite(e.Data!);
+                DatagramsLocked().Writer.TryWrite(e.Data!);
                 break;
             case ConnectionEventKind.SessionTicketReceived:
                 Publish(e.Data!, ticket: true);
@@ -666,6 +670,17 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
 
     void IEndpointConnectionOwner.OnRemoved() => Terminate();
 
+    private Channel<byte[]> DatagramsLocked()
+    {
+        if (_datagrams is null)
+        {
+            _datagrams = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(MaxQueuedDatagrams) { FullMode = BoundedChannelFullMode.DropOldest, SingleWriter = true });
+            if (_error is not null) _datagrams.Writer.TryComplete(_error);
+        }
+
+        return _datagrams;
+    }
+
     private void Terminate()
     {
         QuicCloseReason reason = _handle.Core.CloseReason ?? new QuicCloseReason { Reason = "endpoint closed" };
@@ -678,7 +693,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         _error ??= error;
         _handshake.TrySetException(_error);
         _inboundStreams.Writer.TryComplete(_error);
-        _datagrams.Writer.TryComplete(_error);
+        _datagrams?.Writer.TryComplete(_error);
         _streamsAvailable?.TrySetException(_error);
         _streamsAvailable = null;
         _migration?.TrySetException(_error);

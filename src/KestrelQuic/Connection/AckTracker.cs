@@ -94,6 +94,13 @@ internal sealed class AckTracker
         }
     }
 
+    /// <summary>The space was discarded: forget everything and keep no memory.</summary>
+    public void Release()
+    {
+        Reset();
+        _received.Release();
+    }
+
     public void Reset()
     {
         _received.Clear();

@@ -3,9 +3,9 @@ using KestrelQuic.PacketProtection;
 namespace KestrelQuic.Connection;
 
 /// <summary>
-/// 1-RTT keys across key updates (RFC 9001 §6): current read/write keys and key phase, the next read keys
-/// (precomputed so a peer-initiated update is detected by trial decryption), and the previous read keys kept
-/// for a while so reordered packets of the old phase still decrypt.
+/// 1-RTT keys across key updates (RFC 9001 §6): current read/write keys and key phase, the next read keys (for
+/// trial decryption of a peer-initiated update), and the previous read keys kept for a while so reordered packets
+/// of the old phase still decrypt.
 /// </summary>
 internal sealed class OneRttKeys : IDisposable
 {
@@ -13,7 +13,6 @@ internal sealed class OneRttKeys : IDisposable
     {
         CurrentRead = read;
         CurrentWrite = write;
-        NextRead = read.NextKeyPhase();
         KeyUpdateInterval = Math.Min(keyUpdateInterval ?? long.MaxValue, PacketProtectionKeys.ConfidentialityLimit(write.Suite));
     }
 
@@ -30,7 +29,14 @@ internal sealed class OneRttKeys : IDisposable
 
     public PacketProtectionKeys CurrentWrite { get; private set; }
 
-    public PacketProtectionKeys NextRead { get; private set; }
+    /// <summary>
+    /// Derived on the first packet that carries the other key phase bit, then kept (RFC 9001 §6.3): every such
+    /// packet, valid or not, meets the same derived keys, so the timing says nothing about its validity, and an idle
+    /// connection does not hold a third AEAD context (about 1.5 KiB of native memory) it may never use.
+    /// </summary>
+    public PacketProtectionKeys NextRead => _nextRead ??= CurrentRead.NextKeyPhase();
+
+    private PacketProtectionKeys? _nextRead;
 
     public PacketProtectionKeys? PreviousRead { get; private set; }
 
@@ -59,7 +65,7 @@ internal sealed class OneRttKeys : IDisposable
         PreviousRead = CurrentRead;
         PreviousReadDiscardTime = now + discardDelay;
         CurrentRead = NextRead;
-        NextRead = CurrentRead.NextKeyPhase();
+        _nextRead = null;
         PacketProtectionKeys oldWrite = CurrentWrite;
         CurrentWrite = oldWrite.NextKeyPhase();
         oldWrite.Dispose();
@@ -69,6 +75,15 @@ internal sealed class OneRttKeys : IDisposable
         PacketsSentInPhase = 0;
         CurrentPhaseAcknowledged = false;
         FirstReceivedInPhase = long.MaxValue;
+    }
+
+    /// <summary>The connection went quiet: give back the platform AEAD contexts (each is rebuilt on its next packet).</summary>
+    public void ReleaseAeadContexts()
+    {
+        CurrentRead.ReleaseAeadContext();
+        CurrentWrite.ReleaseAeadContext();
+        _nextRead?.ReleaseAeadContext();
+        PreviousRead?.ReleaseAeadContext();
     }
 
     public void DiscardPreviousIfDue(long now)
@@ -85,7 +100,7 @@ internal sealed class OneRttKeys : IDisposable
     {
         CurrentRead.Dispose();
         CurrentWrite.Dispose();
-        NextRead.Dispose();
+        _nextRead?.Dispose();
         PreviousRead?.Dispose();
     }
 }

@@ -44,6 +44,7 @@ internal sealed class PacketNumberSpaceState : IDisposable
         WriteKeys = null;
         CryptoReceive.Discard();
         CryptoSend.Discard();
+        Ack.Release();
         ProbesPending = 0;
     }
 

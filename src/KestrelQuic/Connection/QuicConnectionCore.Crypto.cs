@@ -61,6 +61,8 @@ internal sealed partial class QuicConnectionCore
                         _config.KeyUpdateInterval);
                     System.Security.Cryptography.CryptographicOperations.ZeroMemory(_pendingOneRttReadSecret);
                     System.Security.Cryptography.CryptographicOperations.ZeroMemory(_pendingOneRttWriteSecret);
+                    _pendingOneRttReadSecret = null;
+                    _pendingOneRttWriteSecret = null;
                 }
 
                 break;
@@ -137,6 +139,8 @@ internal sealed partial class QuicConnectionCore
                     _tls.SendSessionTicket(CreateTicketApplicationData());
                 }
             }
+
+            _tls.ReleaseHandshakeState();
         }
 
         // Client: RFC 9001 §4.9.1 — Initial keys are dropped when the first Handshake packet is sent (done in the send path).

@@ -25,6 +25,7 @@ internal sealed partial class QuicConnectionCore
         if (State is ConnectionState.Closed or ConnectionState.Draining) return;
         Statistics.DatagramsReceived++;
         Statistics.BytesReceived += datagram.Length;
+        OnDatagramActivity(now);
         bool samePath = remoteAddress is null || RemoteAddress is null || remoteAddress.Equals(RemoteAddress);
         if (samePath) _bytesReceivedOnPath += datagram.Length;
 

@@ -84,6 +84,7 @@ internal sealed partial class QuicConnectionCore
         if (probe > 0) return probe;
         int length = BuildDatagram(buffer, now, closing: false);
         if (length == 0) _pathChallengeDestination = null;
+        else OnDatagramActivity(now);
         return length;
     }
 

@@ -65,6 +65,11 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private long _bytesSentOnPath;
     private long _idleTimeoutTicks;
     private long _idleDeadline = long.MaxValue;
+
+    // After this long without a datagram in either direction the connection gives back what it can rebuild on the
+    // next packet (AEAD contexts, pooled packet records): an idle connection costs kilobytes less.
+    private static readonly long s_quietTrimDelay = TimeSpan.FromSeconds(1).Ticks;
+    private long _quietTrimDeadline = long.MaxValue;
     private bool _ackElicitingSentSinceReceive;
     private long _closeDeadline = long.MaxValue;
     private bool _closeFramePending;
@@ -258,6 +263,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
             if (_oneRttKeys?.PreviousRead is not null && _oneRttKeys.PreviousReadDiscardTime < t) t = _oneRttKeys.PreviousReadDiscardTime;
             if (canSend && _pacingWakeup is long wake && wake < t) t = wake;
             if (_pathValidationDeadline < t) t = _pathValidationDeadline;
+            if (_quietTrimDeadline < t) t = _quietTrimDeadline;
             return t;
         }
     }
@@ -283,6 +289,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         }
 
         _oneRttKeys?.DiscardPreviousIfDue(now);
+        if (now >= _quietTrimDeadline) TrimWhileQuiet();
         if (_pacingWakeup is long wake && now >= wake) _pacingWakeup = null;
         HandlePathValidationTimeout(now);
 
@@ -304,6 +311,20 @@ internal sealed partial class QuicConnectionCore : IDisposable
 
             _loss.SetLossDetectionTimer(LossContext, now);
         }
+    }
+
+    /// <summary>A datagram went out or came in: the quiet period starts again.</summary>
+    private void OnDatagramActivity(long now)
+    {
+        if (_oneRttKeys is not null) _quietTrimDeadline = now + s_quietTrimDelay;
+    }
+
+    private void TrimWhileQuiet()
+    {
+        _quietTrimDeadline = long.MaxValue;
+        _oneRttKeys?.ReleaseAeadContexts();
+        _loss.TrimPool();
+        if (_events.Count == 0) _events.TrimExcess();
     }
 
     /// <summary>Closes the connection immediately with an application error (CONNECTION_CLOSE 0x1d).</summary>

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using KestrelQuic.Configuration;
 using KestrelQuic.Tls;
 
@@ -16,6 +17,11 @@ internal static class TlsOptionsFactory
 
     // A server without a configured ticket key still needs one key for all its connections, or no ticket it issues could ever be used.
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuicConfiguration, byte[]> s_ticketKeys = new();
+
+    // Wrapping a certificate opens its private key (a native key object of a few KiB) and copies its DER: done once
+    // per certificate, not per connection. Signing with a shared key is safe from several threads (OpenSSL gets a
+    // fresh context per operation), as SslStreamCertificateContext shares one key across connections.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<X509Certificate2, WrappedCertificate> s_certificates = new();
 
     public static TlsOptions Create(QuicConfiguration config, bool isServer, QuicConnectionCore connection)
     {
@@ -38,10 +44,10 @@ internal static class TlsOptionsFactory
 
         if (isServer)
         {
-            if (config.Certificate is not null) options.Certificate = TlsCertificate.FromX509(config.Certificate, config.CertificateChain);
+            if (config.Certificate is not null) options.Certificate = Wrap(config.Certificate, config.CertificateChain);
             if (config.ServerCertificateSelector is { } selector)
             {
-                options.CertificateSelector = sni => selector(sni) is { } cert ? TlsCertificate.FromX509(cert, null) : null;
+                options.CertificateSelector = sni => selector(sni) is { } cert ? Wrap(cert, null) : null;
             }
 
             options.ClientCertificateMode = config.ClientCertificateMode switch
@@ -56,7 +62,7 @@ internal static class TlsOptionsFactory
         }
         else
         {
-            if (config.ClientCertificate is not null) options.ClientCertificate = TlsCertificate.FromX509(config.ClientCertificate, null);
+            if (config.ClientCertificate is not null) options.ClientCertificate = Wrap(config.ClientCertificate, null);
             if (config.SessionTicket is not null && TlsSessionTicket.TryDeserialize(config.SessionTicket, out TlsSessionTicket? ticket))
             {
                 options.SessionTicket = ticket;
@@ -67,5 +73,28 @@ internal static class TlsOptionsFactory
         if (connection.KeyLog is { } keyLog) options.KeyLogCallback = keyLog.Write;
 
         return options;
+    }
+
+    private static TlsCertificate Wrap(X509Certificate2 certificate, X509Certificate2Collection? chain)
+    {
+        if (s_certificates.TryGetValue(certificate, out WrappedCertificate? wrapped) && wrapped.HasChain(chain)) return wrapped.Certificate;
+        wrapped = new WrappedCertificate(chain is null ? [] : [.. chain], TlsCertificate.FromX509(certificate, chain));
+        s_certificates.AddOrUpdate(certificate, wrapped);
+        return wrapped.Certificate;
+    }
+
+    /// <summary>A wrapped certificate and the intermediates it was wrapped with (callers may pass a new collection of the same certificates each time).</summary>
+    private sealed record WrappedCertificate(X509Certificate2[] Chain, TlsCertificate Certificate)
+    {
+        public bool HasChain(X509Certificate2Collection? chain)
+        {
+            if ((chain?.Count ?? 0) != Chain.Length) return false;
+            for (int i = 0; i < Chain.Length; i++)
+            {
+                if (!ReferenceEquals(chain![i], Chain[i])) return false;
+            }
+
+            return true;
+        }
     }
 }

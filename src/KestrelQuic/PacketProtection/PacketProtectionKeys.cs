@@ -29,6 +29,9 @@ internal sealed class PacketProtectionKeys : IDisposable
     /// <summary>Header protection; shared by all key phases of this direction (RFC 9001 §6.1).</summary>
     public HeaderProtection HeaderProtection { get; }
 
+    /// <summary>Gives back the platform AEAD context while the connection is idle (rebuilt on the next packet).</summary>
+    public void ReleaseAeadContext() => Aead.ReleaseContext();
+
     /// <summary>Packets sealed with this key phase.</summary>
     public long EncryptedPackets => Aead.EncryptedPackets;
 

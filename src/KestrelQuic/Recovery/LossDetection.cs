@@ -67,6 +67,13 @@ internal sealed class LossDetection
         return new SentPacket();
     }
 
+    /// <summary>The connection went quiet: drop the pooled packet records (a busy connection may have pooled thousands).</summary>
+    public void TrimPool()
+    {
+        _pool.Clear();
+        _pool.TrimExcess();
+    }
+
     /// <summary>Returns a packet that was rented but not sent.</summary>
     public void ReturnPacket(SentPacket packet)
     {

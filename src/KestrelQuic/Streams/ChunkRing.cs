@@ -19,7 +19,8 @@ internal sealed class ChunkRing
     public const int ChunkShift = 12;
     public const int ChunkMask = ChunkSize - 1;
 
-    private byte[]?[] _slots = new byte[]?[4];
+    // Allocated on the first chunk: most rings of an idle connection (CRYPTO streams, unused directions) never hold one.
+    private byte[]?[] _slots = [];
     private int _head;          // slot of _baseChunk
     private long _baseChunk;    // lowest chunk number the ring can address
 
@@ -112,7 +113,7 @@ internal sealed class ChunkRing
 
     private void Grow(long minSlots)
     {
-        int size = _slots.Length;
+        int size = Math.Max(4, _slots.Length);
         while (size < minSlots)
         {
             if (size >= 1 << 30) throw new InvalidOperationException("Chunk window too large.");

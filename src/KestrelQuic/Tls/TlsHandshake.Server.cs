@@ -22,8 +22,9 @@ internal sealed partial class TlsHandshake
             throw new InvalidOperationException("Only a server with a completed handshake sends tickets.");
         }
 
-        // Tickets are useless to a client that cannot use psk_dhe_ke (RFC 8446 §4.2.9).
-        if (!_clientOffersPskDheKe)
+        // Tickets are useless to a client that cannot use psk_dhe_ke (RFC 8446 §4.2.9); after ReleaseHandshakeState
+        // the resumption secret is gone.
+        if (!_clientOffersPskDheKe || _keySchedule is null)
         {
             return;
         }

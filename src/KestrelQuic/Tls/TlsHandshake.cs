@@ -206,6 +206,29 @@ internal sealed partial class TlsHandshake : IDisposable
         _transcript.Dispose();
     }
 
+    /// <summary>
+    /// Drops what only the handshake needed once it is complete (and a server has written its session ticket): key
+    /// exchange, traffic secrets already installed, the message buffer and local parameters. A server also drops the
+    /// key schedule; a client keeps it for tickets that may arrive later. Idle connections should not carry these.
+    /// </summary>
+    public void ReleaseHandshakeState()
+    {
+        if (!IsHandshakeComplete) return;
+        _keyExchange?.Dispose();
+        _keyExchange = null;
+        _clientHandshakeSecret = null;
+        _serverHandshakeSecret = null;
+        _clientApplicationSecret = null;
+        _serverApplicationSecret = null;
+        _localTransportParameters = [];
+        _writer.Release();
+        if (!IsClient)
+        {
+            _keySchedule = null;
+            _resumptionMasterSecret = null;
+        }
+    }
+
     private TlsAlert Fail(TlsAlert alert, string reason)
     {
         FailureAlert = alert;

@@ -15,6 +15,13 @@ internal sealed class TlsMessageWriter
 
     public void Clear() => Length = 0;
 
+    /// <summary>Gives the buffer back once nothing more will be written (it grows again if needed).</summary>
+    public void Release()
+    {
+        _buffer = [];
+        Length = 0;
+    }
+
     public void WriteUInt8(byte value) => GetSpan(1)[0] = value;
 
     public void WriteUInt16(ushort value) => BinaryPrimitives.WriteUInt16BigEndian(GetSpan(2), value);

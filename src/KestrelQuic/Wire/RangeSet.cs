@@ -17,12 +17,14 @@ internal readonly record struct ValueRange(long Start, long End)
 /// </summary>
 internal sealed class RangeSet
 {
-    private ValueRange[] _ranges;
+    // Allocated on the first add: many sets of an idle connection (lost ranges, spaces never used) stay empty.
+    private ValueRange[] _ranges = [];
+    private readonly int _initialCapacity;
     private int _count;
 
     public RangeSet(int initialCapacity = 4)
     {
-        _ranges = new ValueRange[Math.Max(1, initialCapacity)];
+        _initialCapacity = Math.Max(1, initialCapacity);
     }
 
     public int Count => _count;
@@ -47,6 +49,13 @@ internal sealed class RangeSet
     public ReadOnlySpan<ValueRange> AsSpan() => _ranges.AsSpan(0, _count);
 
     public void Clear() => _count = 0;
+
+    /// <summary>Empties the set and gives its array back (a set no longer used keeps no memory).</summary>
+    public void Release()
+    {
+        _count = 0;
+        _ranges = [];
+    }
 
     /// <summary>Adds a single value. Returns false if it was already present.</summary>
     public bool Add(long value) => Add(value, value + 1);
@@ -183,7 +192,7 @@ internal sealed class RangeSet
     {
         if (_count == _ranges.Length)
         {
-            Array.Resize(ref _ranges, _ranges.Length * 2);
+            Array.Resize(ref _ranges, Math.Max(_initialCapacity, _ranges.Length * 2));
         }
 
         if (index < _count)
