@@ -133,7 +133,7 @@ public sealed class MetricsTests(ITestOutputHelper output)
 
         const int PayloadSize = 512 * 1024;
         await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
-        await using var relay = new KestrelQuic.Tests.Relay.UdpRelay(listener.LocalEndPoint, seed: 77);
+        await using var relay = new KestrelQuic.Testing.UdpRelay(listener.LocalEndPoint, seed: 77);
         relay.ToServer.LossRate = 0.1; // the client's data packets: the client detects the losses and resends
         Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
         await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(relay.LocalEndPoint)).AsTask().WaitAsync(Timeout);
