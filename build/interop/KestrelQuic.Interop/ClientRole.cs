@@ -25,6 +25,8 @@ internal sealed partial class ClientRole(InteropWorkspace workspace) : IRole
             "retry" => ["-V"],
             "chacha20" => ["--ciphers=NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305"],
             "multiplexing" => ["--max-streams-bidi=1000"],
+            // gtlsserver abandons a handshake after 10 s by default: 30% loss can take longer (gtlsclient gets the same).
+            "handshakeloss" or "handshakecorruption" => ["--handshake-timeout=60s"],
             _ => [],
         };
         bool logged = testCase is "retry" or "keyupdate" or "zerortt";
@@ -290,7 +292,8 @@ internal sealed class GtlsServerProcess : IAsyncDisposable
         IPAddress address = ipv6 ? IPAddress.IPv6Loopback : IPAddress.Loopback;
         int port = InteropWorkspace.FreePort(address);
         var psi = new ProcessStartInfo("gtlsserver") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        psi.ArgumentList.Add(logged ? "--no-http-dump" : "-q");
+        // With KESTRELQUIC_INTEROP_LOGS set, every case keeps gtlsserver's frame log for debugging.
+        psi.ArgumentList.Add(logged || InteropWorkspace.LogDirectory is not null ? "--no-http-dump" : "-q");
         foreach (string o in options) psi.ArgumentList.Add(o);
         foreach (string a in (string[])["-d", workspace.DocumentRoot, address.ToString(), port.ToString(CultureInfo.InvariantCulture)]) psi.ArgumentList.Add(a);
         psi.ArgumentList.Add(longChain ? workspace.ChainKeyPath : workspace.KeyPath);

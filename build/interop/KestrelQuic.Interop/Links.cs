@@ -23,7 +23,7 @@ internal static class Links
         switch (testCase)
         {
             case "handshakeloss":
-                // 30% loss in bursts (mean burst of 3 datagrams), each direction on its own.
+                // 30% loss in bursts of up to 3 datagrams (the interop runner's drop-rate=30, burst=3), each direction on its own.
                 relay.ToServer.Filter = new BurstLoss(0.3, 3, Seed + lane).Keep;
                 relay.ToClient.Filter = new BurstLoss(0.3, 3, Seed + lane + 100).Keep;
                 break;
@@ -49,22 +49,28 @@ internal static class Links
     }
 
     /// <summary>
-    /// Gilbert–Elliott loss: a good state that loses nothing and a bad state that loses everything, with transition
-    /// probabilities giving <paramref name="rate"/> loss on average in bursts of <paramref name="meanBurst"/> datagrams.
+    /// The interop runner's drop-rate model (quic-network-simulator's DropRateErrorModel): each datagram is dropped
+    /// with probability <paramref name="rate"/>, but never more than <paramref name="maxBurst"/> in a row. Bursts are
+    /// counted in datagrams, so an unbounded burst model would swallow every sparse handshake retransmission for
+    /// tens of seconds, a loss pattern no endpoint can get through.
     /// </summary>
-    private sealed class BurstLoss(double rate, double meanBurst, int seed)
+    private sealed class BurstLoss(double rate, int maxBurst, int seed)
     {
         private readonly Random _random = new(seed);
-        private readonly double _leaveBad = 1 / meanBurst;
-        private readonly double _enterBad = rate / (1 - rate) / meanBurst;
-        private bool _bad;
+        private int _droppedInARow;
 
         public bool Keep(long index, byte[] datagram)
         {
             lock (_random)
             {
-                _bad = _bad ? _random.NextDouble() >= _leaveBad : _random.NextDouble() < _enterBad;
-                return !_bad;
+                if (_droppedInARow < maxBurst && _random.NextDouble() < rate)
+                {
+                    _droppedInARow++;
+                    return false;
+                }
+
+                _droppedInARow = 0;
+                return true;
             }
         }
     }
