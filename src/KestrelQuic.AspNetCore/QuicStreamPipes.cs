@@ -75,6 +75,8 @@ internal sealed class QuicStreamPipeReader : PipeReader
 /// </summary>
 internal sealed class QuicStreamPipeWriter : PipeWriter
 {
+    private const int SegmentSize = 32 * 1024;
+
     private readonly ManagedQuicStreamContext _owner;
     private readonly QuicStream _stream;
     private readonly PipeWriter _inner;
@@ -86,7 +88,9 @@ internal sealed class QuicStreamPipeWriter : PipeWriter
         _stream = stream;
         // Our only outbound unidirectional stream is Kestrel's control stream.
         Stream target = stream.Type == QuicStreamType.Unidirectional ? new Http3ControlStreamFilter(stream) : stream;
-        _inner = Create(target, new StreamPipeWriterOptions(leaveOpen: true));
+        // Each segment is one QuicStream write (one pass under the endpoint lock): segments of 32 KiB instead of the
+        // default 4 KiB make a bulk response cost an eighth of the lock round trips.
+        _inner = Create(target, new StreamPipeWriterOptions(minimumBufferSize: SegmentSize, leaveOpen: true));
     }
 
     public override bool CanGetUnflushedBytes => _inner.CanGetUnflushedBytes;

@@ -59,8 +59,8 @@ public sealed class SampleShutdownTests
             lock (output) log = output.ToString();
             Assert.Contains("Stopping gracefully", log);
             Assert.Contains("Aborting the remaining connections", log);
-            Assert.DoesNotContain("fail:", log);
-            Assert.DoesNotContain("Unhandled exception", log);
+            Assert.False(log.Contains("fail:", StringComparison.Ordinal), log);
+            Assert.False(log.Contains("Unhandled exception", StringComparison.Ordinal), log);
         }
         finally
         {

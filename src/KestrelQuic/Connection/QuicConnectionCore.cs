@@ -242,6 +242,12 @@ internal sealed partial class QuicConnectionCore : IDisposable
 
     public int PendingEventCount => _events.Count;
 
+    /// <summary>
+    /// True while the congestion window has no room for another full datagram: nothing but an ACK-only packet could
+    /// leave before an acknowledgment (or a probe timeout) arrives, and either one drives the next send.
+    /// </summary>
+    public bool IsCongestionLimited => State == ConnectionState.Established && _congestion.BytesInFlight + MaxDatagramSizeForPath() > _congestion.CongestionWindow;
+
     /// <summary>The earliest time <see cref="HandleTimeout"/> must be called; <see cref="long.MaxValue"/> when no timer is armed.</summary>
     public long NextTimeout
     {

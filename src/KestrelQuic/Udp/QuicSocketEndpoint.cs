@@ -48,6 +48,7 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
     private readonly CancellationTokenSource _shutdown = new();
     private readonly int _receiveBufferSize;
     private readonly int _sendBufferSize;
+    private readonly int _receiveBatchSize;
     private volatile UdpDatagramSocket _socket;
     private bool _disposeWhenEmpty;
     private long _armedTimeout = long.MaxValue;
@@ -59,6 +60,8 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
 
     private QuicSocketEndpoint(UdpDatagramSocket socket, EndpointSettings settings, bool disposeWhenEmpty, int receiveBufferSize, int sendBufferSize, ILogger? logger)
     {
+        // A listener serves many peers: a bigger batch per system call. A client's private endpoint has one peer.
+        _receiveBatchSize = disposeWhenEmpty ? 4 : 16;
         _socket = socket;
         _logger = logger ?? NullLogger.Instance;
         _core = new QuicEndpointCore(settings);
@@ -124,7 +127,9 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
             return;
         }
 
-        if (!_flushScheduled)
+        // A bulk sender outruns its congestion window: then the next acknowledgment (or probe timeout) sends the new
+        // data, and a flush pass now would only contend for the lock with the receive path.
+        if (!_flushScheduled && !(connection.Core.IsCongestionLimited && connection.Core.PendingEventCount == 0))
         {
             _flushScheduled = true;
             ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
@@ -195,6 +200,7 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
                 if (_receivers[i].Socket == retired)
                 {
                     _receivers[i].Retired = true;
+                    if (_receivers[i].Threaded) UdpBatchReceiver.Shutdown(retired);
                     _receivers.RemoveAt(i);
                     break;
                 }
@@ -216,7 +222,11 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         await _timer.DisposeAsync().ConfigureAwait(false);
         Receiver[] receivers;
         lock (Lock) receivers = _receivers.ToArray();
-        foreach (Receiver r in receivers) r.Socket.Dispose();
+        foreach (Receiver r in receivers)
+        {
+            if (r.Threaded) UdpBatchReceiver.Shutdown(r.Socket);
+            r.Socket.Dispose();
+        }
         foreach (Receiver r in receivers)
         {
             try
@@ -257,7 +267,97 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
     {
         var receiver = new Receiver(socket);
         _receivers.Add(receiver);
+        if (UdpBatchReceiver.TryCreate(socket, _receiveBatchSize) is { } batch)
+        {
+            // A thread of its own that sleeps in poll: a datagram wakes it directly, and recvmmsg/GRO take many per call.
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            receiver.Loop = done.Task;
+            receiver.Threaded = true;
+            var thread = new Thread(() => ReceiveThread(receiver, batch, done))
+            {
+                IsBackground = true,
+                Name = "KestrelQuic receive " + socket.LocalEndPoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            };
+            thread.Start();
+            return;
+        }
+
         receiver.Loop = Task.Factory.StartNew(() => ReceiveLoopAsync(receiver), CancellationToken.None, TaskCreationOptions.DenyChildAttach, TaskScheduler.Default).Unwrap();
+    }
+
+    private void ReceiveThread(Receiver receiver, UdpBatchReceiver batch, TaskCompletionSource done)
+    {
+        try
+        {
+            CancellationToken ct = _shutdown.Token;
+            UdpDatagramSocket socket = receiver.Socket;
+            int unprocessed = 0;
+            while (!ct.IsCancellationRequested && !receiver.Retired)
+            {
+                int n = batch.Receive();
+                if (n < 0) return;
+                if (n == 0)
+                {
+                    if (unprocessed > 0)
+                    {
+                        // The socket queue is empty: answer everything taken so far (one ACK, one flush) before sleeping.
+                        lock (Lock)
+                        {
+                            if (_disposed) return;
+                            ProcessLocked(QuicClock.Now);
+                        }
+
+                        unprocessed = 0;
+                        continue;
+                    }
+
+                    batch.WaitReadable(1000);
+                    continue;
+                }
+
+                int datagrams = 0;
+                long bytes = 0;
+                lock (Lock)
+                {
+                    if (_disposed) return;
+                    long now = QuicClock.Now;
+                    bool logDrops = _logger.IsEnabled(LogLevel.Debug);
+                    for (int i = 0; i < n; i++)
+                    {
+                        if (!batch.GetMessage(i, out Span<byte> data, out SocketAddress source, out int segmentSize)) continue;
+                        EndPoint remote = _endPoints.GetEndPoint(source);
+                        while (!data.IsEmpty)
+                        {
+                            // A GRO train: each segment is a datagram of its own.
+                            Span<byte> datagram = data[..Math.Min(segmentSize, data.Length)];
+                            data = data[datagram.Length..];
+                            datagrams++;
+                            bytes += datagram.Length;
+                            if (logDrops) ReceiveAndLogDrops(datagram, remote, now);
+                            else _core.ReceiveDatagram(datagram, remote, now);
+                        }
+                    }
+
+                    unprocessed += datagrams;
+                    if (n < batch.Capacity || unprocessed >= MaxDatagramsPerReceiveBatch)
+                    {
+                        // Short batch: the queue was drained; process now rather than after one more empty receive.
+                        ProcessLocked(now);
+                        unprocessed = 0;
+                    }
+                }
+
+                socket.CountReceivedBatch(datagrams, bytes);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        finally
+        {
+            batch.Dispose();
+            done.TrySetResult();
+        }
     }
 
     private async Task ReceiveLoopAsync(Receiver receiver)
@@ -461,12 +561,14 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
     private static string Hex(ulong value) => "0x" + value.ToString("x", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Debug logging on: compares the endpoint's drop counters around the datagram to name the reason.</summary>
-    private void ReceiveAndLogDrops(Span<byte> datagram, SocketAddress receiveAddress, long now)
+    private void ReceiveAndLogDrops(Span<byte> datagram, SocketAddress receiveAddress, long now) =>
+        ReceiveAndLogDrops(datagram, _endPoints.GetEndPoint(receiveAddress), now);
+
+    private void ReceiveAndLogDrops(Span<byte> datagram, EndPoint remote, long now)
     {
         EndpointStatistics s = _core.Statistics;
         long malformed = s.DroppedMalformed, tooShort = s.DroppedTooShort, noConnection = s.DroppedNoConnection, version = s.DroppedUnsupportedVersion, refused = s.ConnectionsRefused;
         int length = datagram.Length;
-        EndPoint remote = _endPoints.GetEndPoint(receiveAddress);
         _core.ReceiveDatagram(datagram, remote, now);
         string? reason =
             s.DroppedMalformed != malformed ? "malformed" :
@@ -571,6 +673,9 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         public SocketAddress Address { get; } = socket.CreateReceiveAddress();
 
         public Task Loop { get; set; } = Task.CompletedTask;
+
+        /// <summary>Received by a dedicated thread (<see cref="UdpBatchReceiver"/>), which a shutdown of the socket wakes.</summary>
+        public bool Threaded { get; set; }
 
         public volatile bool Retired;
     }

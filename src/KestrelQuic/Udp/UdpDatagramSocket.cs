@@ -31,6 +31,7 @@ internal sealed class UdpDatagramSocket : IDisposable
     private const int PmtuDiscProbe = 3;    // IP_PMTUDISC_PROBE: set DF, ignore the kernel's path MTU cache
     private const int SolUdp = 17;        // SOL_UDP / IPPROTO_UDP
     private const int UdpSegment = 103;   // UDP_SEGMENT (Linux 4.18+)
+    private const int UdpGro = 104;       // UDP_GRO (Linux 5.0+)
 
     private readonly Socket _socket;
     private readonly Lock _sendLock = new();
@@ -265,6 +266,33 @@ internal sealed class UdpDatagramSocket : IDisposable
                 SendEach(contiguousSegments, segmentSize, destination);
             }
         }
+    }
+
+    /// <summary>
+    /// Asks the kernel to hand over trains of equal-sized datagrams from one sender as one buffer (UDP GRO); the
+    /// receiver must then read the segment size from each message's control data. False where unsupported.
+    /// </summary>
+    internal bool TryEnableGro()
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        Span<byte> value = stackalloc byte[sizeof(int)];
+        MemoryMarshal.Write(value, 1);
+        try
+        {
+            _socket.SetRawSocketOption(SolUdp, UdpGro, value);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Counts datagrams taken by a receive path that bypasses <see cref="ReceiveAsync"/>.</summary>
+    internal void CountReceivedBatch(int datagrams, long bytes)
+    {
+        Interlocked.Add(ref _datagramsReceived, datagrams);
+        Interlocked.Add(ref _bytesReceived, bytes);
     }
 
     /// <summary>Turns GSO off for good (tests use it to exercise the one-sendto-per-datagram path).</summary>
