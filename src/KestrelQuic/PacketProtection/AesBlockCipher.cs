@@ -51,6 +51,14 @@ internal sealed class AesNiBlockCipher : AesBlockCipher
 
     public static bool IsSupported => X86Aes.IsSupported && Sse2.IsSupported;
 
+    /// <summary>The Nr + 1 round keys of a 16- or 32-byte key (for the other AES-NI users, e.g. AES-GCM).</summary>
+    internal static Vector128<byte>[] ExpandKey(ReadOnlySpan<byte> key) => key.Length switch
+    {
+        16 => ExpandKey128(key),
+        32 => ExpandKey256(key),
+        _ => throw new ArgumentException("AES key must be 16 or 32 bytes.", nameof(key)),
+    };
+
     public override bool IsHardwareAccelerated => true;
 
     public override void EncryptBlock(ReadOnlySpan<byte> input, Span<byte> output)
