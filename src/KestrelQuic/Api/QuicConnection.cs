@@ -30,7 +30,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     private readonly Dictionary<ulong, QuicStream> _streams = new();
     // Bounded only in name (the peer's stream limit bounds it): a bounded channel's deque starts empty, where an
     // unbounded channel's queue starts with a 32-slot segment that every idle connection would keep.
-    private readonly Channel<QuicStream> _inboundStreams = Channel.CreateBounded<QuicStream>(new BoundedChannelOptions(int.MaxValue) { SingleWriter = true });
+    private readonly AcceptQueue<QuicStream> _inboundStreams = new();
     private Channel<byte[]>? _datagrams; // created on first use (under the endpoint lock): most connections never see a datagram
     private readonly TaskCompletionSource _handshake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<QuicCloseReason> _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -394,14 +394,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     /// <summary>Waits for the next stream the peer opens.</summary>
     public async ValueTask<QuicStream> AcceptInboundStreamAsync(CancellationToken cancellationToken = default)
     {
-        try
-        {
-            return await _inboundStreams.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (ChannelClosedException e) when (e.InnerException is not null)
-        {
-            throw e.InnerException;
-        }
+        return await _inboundStreams.ReadAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Closes the connection with an application error code (CONNECTION_CLOSE 0x1d). Pending operations fail with <see cref="QuicError.OperationAborted"/>.</summary>
@@ -618,7 +611,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
                 {
                     var stream = new QuicStream(this, _endpoint, _handle, e.StreamId, IsServer);
                     _streams.Add(e.StreamId, stream);
-                    _inboundStreams.Writer.TryWrite(stream);
+                    _inboundStreams.TryWrite(stream);
                 }
 
                 break;
@@ -692,7 +685,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     {
         _error ??= error;
         _handshake.TrySetException(_error);
-        _inboundStreams.Writer.TryComplete(_error);
+        _inboundStreams.TryComplete(_error);
         _datagrams?.Writer.TryComplete(_error);
         _streamsAvailable?.TrySetException(_error);
         _streamsAvailable = null;

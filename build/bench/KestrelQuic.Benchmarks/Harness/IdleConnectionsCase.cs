@@ -56,6 +56,7 @@ internal sealed class IdleConnectionsCase : IBenchCase
                 await ConnectAsync(endpoints, clientConfig, remote, 1).ConfigureAwait(false);
                 long before = long.Parse(await AskAsync(server, "rss").ConfigureAwait(false), CultureInfo.InvariantCulture);
                 long managedBefore = long.Parse(await ReadAnswerAsync(server, "managed").ConfigureAwait(false), CultureInfo.InvariantCulture);
+                long committedBefore = long.Parse(await ReadAnswerAsync(server, "committed").ConfigureAwait(false), CultureInfo.InvariantCulture);
                 await ConnectAsync(endpoints, clientConfig, remote, Connections).ConfigureAwait(false);
                 // The accept loop may still be taking the last connections from the listener's queue.
                 int held = 0;
@@ -68,7 +69,8 @@ internal sealed class IdleConnectionsCase : IBenchCase
                 if (held != Connections + 1) throw new InvalidOperationException($"server holds {held} connections, expected {Connections + 1}");
                 long after = long.Parse(await AskAsync(server, "rss").ConfigureAwait(false), CultureInfo.InvariantCulture);
                 long managedAfter = long.Parse(await ReadAnswerAsync(server, "managed").ConfigureAwait(false), CultureInfo.InvariantCulture);
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  run: RSS {(after - before) / 1024.0 / Connections:F1} KiB, managed heap {(managedAfter - managedBefore) / 1024.0 / Connections:F1} KiB per connection"));
+                long committedAfter = long.Parse(await ReadAnswerAsync(server, "committed").ConfigureAwait(false), CultureInfo.InvariantCulture);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  run: RSS {(after - before) / 1024.0 / Connections:F1} KiB, managed heap {(managedAfter - managedBefore) / 1024.0 / Connections:F1} KiB, GC committed {(committedAfter - committedBefore) / 1024.0 / Connections:F1} KiB per connection"));
                 return (after - before) / 1024.0 / Connections;
             }
             finally
@@ -162,6 +164,7 @@ internal sealed class IdleConnectionsCase : IBenchCase
                     GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
                     Console.WriteLine($"rss {Workspace.ResidentSetSize(Environment.ProcessId)}");
                     Console.WriteLine($"managed {GC.GetTotalMemory(forceFullCollection: false)}");
+                    Console.WriteLine($"committed {GC.GetGCMemoryInfo().TotalCommittedBytes}");
                     break;
                 case "count":
                     lock (held) Console.WriteLine($"count {held.Count}");
