@@ -271,7 +271,9 @@ internal sealed partial class QuicConnectionCore
         {
             ReadOnlySpan<byte> token = type == PacketType.Initial && IsClient ? _token : default;
             byte[] scid = _localParameters.InitialSourceConnectionId!;
-            headerLength = PacketHeaderWriter.WriteLongHeader(dest, type, _version, dcid, scid, token, pn, pnLength, out lengthFieldOffset, out pnOffset, fixedBit: true);
+            // 0-RTT stays in the original version after a compatible switch (RFC 9369 §4.1), like its keys.
+            uint version = type == PacketType.ZeroRtt ? _originalVersion : _version;
+            headerLength = PacketHeaderWriter.WriteLongHeader(dest, type, version, dcid, scid, token, pn, pnLength, out lengthFieldOffset, out pnOffset, fixedBit: true);
         }
 
         int payloadCapacity = dest.Length - headerLength - TagLength;

@@ -46,6 +46,15 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private readonly LossHost _lossHost;
 
     private uint _version;
+
+    // RFC 9368: the version of the client's first flight (the Original Version; after Version Negotiation, the one
+    // the client restarted with). _version is the Negotiated Version once compatible negotiation switched it.
+    private uint _originalVersion;
+    private byte[] _initialKeysConnectionId = [];
+    private PacketProtectionKeys? _originalInitialReadKeys; // server: Initial keys of the original version after a switch
+    private bool _versionNegotiated;        // server: the client's version_information was acted on
+    private bool _versionSettled;           // client: the server's choice is known (CRYPTO seen), no more switching
+    private bool _actedOnVersionNegotiation; // client: restarted after a Version Negotiation packet
     private byte[] _originalDestinationConnectionId;
     private byte[]? _retrySourceConnectionId;
     private byte[]? _token;
@@ -95,6 +104,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         ResetTokenGenerator = resetTokenGenerator;
         IsServer = isServer;
         _version = version;
+        _originalVersion = version;
         _originalDestinationConnectionId = originalDcid;
         RemoteAddress = remoteAddress;
         _spaces = new[]
@@ -356,6 +366,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _qlog?.Complete();
         foreach (PacketNumberSpaceState s in _spaces) s.Dispose();
         _oneRttKeys?.Dispose();
+        _originalInitialReadKeys?.Dispose();
         _zeroRttReadKeys?.Dispose();
         _zeroRttWriteKeys?.Dispose();
         DisposeStreams();
@@ -442,11 +453,12 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _connectionIds.AddInitialLocalId(scid);
         _connectionIds.SetInitialPeerId(_originalDestinationConnectionId);
         _localParameters.InitialSourceConnectionId = scid;
+        // RFC 9368 §3: the first flight is compatible with every version we support (1 and 2), in our preference order.
         _localParameters.VersionInformation = new VersionInformation { ChosenVersion = _version, AvailableVersions = _config.SupportedVersions.ToArray() };
         InstallInitialKeys(_originalDestinationConnectionId);
         _peerAddressValidated = true; // the client never limits itself
         ApplyRememberedParametersForEarlyData();
-        _tls.Start(_localParameters.Encode());
+        _tls.Start(EncodeLocalParameters());
         _loss.SetLossDetectionTimer(LossContext, now);
     }
 
@@ -457,7 +469,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _connectionIds.SetInitialPeerId(clientScid);
         SetServerConnectionIdParameters(entry);
         InstallInitialKeys(clientDcid);
-        if (!_awaitingConfiguration) _tls.Start(_localParameters.Encode());
+        if (!_awaitingConfiguration) _tls.Start(EncodeLocalParameters());
     }
 
     private void SetServerConnectionIdParameters(ConnectionIdEntry initialLocalId)
@@ -471,6 +483,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
 
     private void InstallInitialKeys(ReadOnlySpan<byte> clientDcid)
     {
+        if (!clientDcid.SequenceEqual(_initialKeysConnectionId)) _initialKeysConnectionId = clientDcid.ToArray();
         InitialSecrets.Derive(_version, clientDcid, out byte[] clientSecret, out byte[] serverSecret);
         PacketNumberSpaceState initial = _spaces[0];
         initial.ReadKeys?.Dispose();
@@ -479,6 +492,19 @@ internal sealed partial class QuicConnectionCore : IDisposable
         initial.WriteKeys = PacketProtectionKeys.FromSecret(CipherSuite.Aes128GcmSha256, IsServer ? serverSecret : clientSecret, _version);
         _qlog?.KeyUpdated(EncryptionLevel.Initial, clientSecret: true, localUpdate: false, keyPhase: -1);
         _qlog?.KeyUpdated(EncryptionLevel.Initial, clientSecret: false, localUpdate: false, keyPhase: -1);
+    }
+
+    /// <summary>The local transport parameters as handed to TLS (tests may edit them through the configuration's hook).</summary>
+    private byte[] EncodeLocalParameters()
+    {
+        if (_config.LocalTransportParametersTestHook is { } hook)
+        {
+            TransportParameters copy = TransportParameters.TryDecode(_localParameters.Encode(), sentByServer: IsServer, out TransportParameters? decoded, out _) ? decoded! : _localParameters;
+            hook(copy, IsServer);
+            return copy.Encode();
+        }
+
+        return _localParameters.Encode();
     }
 
     private void Emit(ConnectionEventKind kind, ulong streamId = 0, ulong errorCode = 0, byte[]? data = null, bool flag = false)

@@ -138,6 +138,10 @@ internal sealed partial class TlsHandshake
 
         PeerTransportParameters = extensions.Get(ExtensionType.QuicTransportParameters)
             ?? throw Alert(TlsAlert.MissingExtension, "quic_transport_parameters missing"); // RFC 9001 §8.2
+        if (_host.OnClientTransportParameters(PeerTransportParameters) is { } replacedLocalParameters)
+        {
+            _localTransportParameters = replacedLocalParameters;
+        }
 
         if (extensions.Get(ExtensionType.ServerName) is { } sni)
         {
