@@ -24,6 +24,7 @@ internal sealed partial class QuicConnectionCore
     public void ReceiveDatagram(Span<byte> datagram, EndPoint? remoteAddress, long now)
     {
         if (State is ConnectionState.Closed or ConnectionState.Draining) return;
+        _now = now;
         Statistics.DatagramsReceived++;
         Statistics.BytesReceived += datagram.Length;
         OnDatagramActivity(now);

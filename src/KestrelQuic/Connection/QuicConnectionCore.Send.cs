@@ -62,6 +62,7 @@ internal sealed partial class QuicConnectionCore
     {
         destination = _pathChallengeDestination ?? RemoteAddress;
         if (State is ConnectionState.Closed or ConnectionState.Draining) return 0;
+        _now = now;
         if (State == ConnectionState.Closing)
         {
             if (!_closeFramePending) return 0;

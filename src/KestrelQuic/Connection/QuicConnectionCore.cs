@@ -93,9 +93,14 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private readonly IQlogSink? _qlog;
     private ConnectionState _state = ConnectionState.Handshake;
 
+    // The latest time the connection was driven with. The core reads no clock: TLS takes its wall time (ticket age
+    // and lifetime, certificate validity) from this, as UTC ticks (the socket layer's clock is aligned with UTC).
+    private long _now;
+
     private QuicConnectionCore(QuicConfiguration config, bool isServer, uint version, byte[] originalDcid, EndPoint? remoteAddress, long now, Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null, IConnectionTracerFactory? tracers = null, EarlyDataAntiReplay? antiReplay = null)
     {
         _config = config;
+        _now = now;
         AntiReplay = antiReplay;
         _tracers = tracers;
         KeyLog = tracers?.CreateKeyLog(config);
@@ -125,6 +130,16 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _tls = new TlsHandshake(TlsOptionsFactory.Create(config, isServer, this), new TlsHost(this));
         InitializeStreams();
         _idleDeadline = _idleTimeoutTicks > 0 ? now + _idleTimeoutTicks : long.MaxValue;
+    }
+
+    /// <summary>The wall clock TLS sees: the <c>now</c> this connection was last driven with, read as UTC ticks.</summary>
+    internal TimeProvider WallClock => _wallClock ??= new ConnectionWallClock(this);
+
+    private TimeProvider? _wallClock;
+
+    private sealed class ConnectionWallClock(QuicConnectionCore connection) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => new(Math.Clamp(connection._now, 0, DateTime.MaxValue.Ticks), TimeSpan.Zero);
     }
 
     /// <summary>Server-side reset token generator (HMAC of a static key, set by the endpoint); null gives random tokens.</summary>
@@ -281,6 +296,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
     /// <summary>Handles every timer that is due at <paramref name="now"/>.</summary>
     public void HandleTimeout(long now)
     {
+        _now = now;
         switch (State)
         {
             case ConnectionState.Closed:

@@ -40,6 +40,8 @@ internal static class TlsOptionsFactory
             EnableEarlyData = config.EnableEarlyData,
             SessionTicketLifetime = config.SessionTicketLifetime,
             MaxHandshakeMessageSize = config.MaxCryptoBufferSize,
+            // Ticket ages and lifetimes, certificate validity: the connection's time, never the system clock.
+            TimeProvider = connection.WallClock,
         };
 
         if (isServer)

@@ -83,7 +83,11 @@ public sealed class TlsOptions
     /// </summary>
     internal EarlyDataAntiReplay? AntiReplay { get; set; }
 
-    /// <summary>Clock for ticket ages and certificate validity.</summary>
+    /// <summary>
+    /// Clock for ticket ages and lifetimes and certificate validity. A QUIC connection sets it to its own clock (the
+    /// time it is driven with), so that these follow the same time as the transport, simulated or real; the system
+    /// clock default only serves a handshake driven on its own.
+    /// </summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
     /// <summary>Largest handshake message accepted (buffered partial messages beyond this fail the handshake).</summary>
