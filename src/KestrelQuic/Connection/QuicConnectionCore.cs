@@ -539,9 +539,11 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private void EnterClosed()
     {
         if (State == ConnectionState.Closed) return;
+        // A peer's CONNECTION_CLOSE announced the end already, when draining began: one Terminated per connection.
+        bool announced = State == ConnectionState.Draining && CloseReason is { ClosedByPeer: true, StatelessReset: false };
         CloseReason ??= new QuicCloseReason { Reason = "closed" };
         State = ConnectionState.Closed;
-        Emit(ConnectionEventKind.Terminated);
+        if (!announced) Emit(ConnectionEventKind.Terminated);
         AbortAllStreams();
         _qlog?.Complete();
     }
