@@ -316,6 +316,20 @@ internal sealed partial class QuicConnectionCore
     /// <summary>What the server wants back when a ticket is used: its transport parameters, to judge 0-RTT compatibility.</summary>
     private byte[] CreateTicketApplicationData() => _localParameters.Encode();
 
+    /// <summary>The QUIC version of the connection a client's ticket came from (the server's Chosen Version it remembered), if known.</summary>
+    internal static uint? TicketVersion(TlsSessionTicket ticket)
+        => ticket.QuicData is { } data && TransportParameters.TryDecode(data, sentByServer: true, out TransportParameters? remembered, out _)
+            ? remembered!.VersionInformation?.ChosenVersion
+            : null;
+
+    /// <summary>
+    /// Server: a ticket is only used by a connection the client started in the version of the connection that issued
+    /// it (RFC 9369 §5; the version after a compatible switch is the issuing one). Otherwise: a full handshake.
+    /// </summary>
+    internal bool IsTicketFromThisVersion(ReadOnlySpan<byte> ticketApplicationData)
+        => TransportParameters.TryDecode(ticketApplicationData, sentByServer: true, out TransportParameters? remembered, out _)
+            && (remembered!.VersionInformation is not { } issued || issued.ChosenVersion == _originalVersion);
+
     /// <summary>Server: 0-RTT is only accepted if the limits remembered in the ticket are not above the current ones (RFC 9000 §7.4.1).</summary>
     internal bool IsEarlyDataCompatible(ReadOnlySpan<byte> ticketApplicationData)
     {

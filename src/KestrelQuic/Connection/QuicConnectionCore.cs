@@ -224,6 +224,13 @@ internal sealed partial class QuicConnectionCore : IDisposable
     {
         config.ThrowIfInvalid();
         uint version = config.SupportedVersions[0];
+        // RFC 9369 §5: a ticket may only start a connection of the version it came from; resume in that version.
+        if (config.SessionTicket is not null && TlsSessionTicket.TryDeserialize(config.SessionTicket, out TlsSessionTicket? ticket)
+            && TicketVersion(ticket!) is uint ticketVersion && config.SupportedVersions.Contains(ticketVersion))
+        {
+            version = ticketVersion;
+        }
+
         byte[] odcid = System.Security.Cryptography.RandomNumberGenerator.GetBytes(Math.Max(8, config.ConnectionIdLength));
         var connection = new QuicConnectionCore(config, isServer: false, version, odcid, remoteAddress, now, tracers: tracers);
         connection._token = token;

@@ -489,7 +489,8 @@ internal sealed partial class TlsHandshake
             bool sameHash = requiredSuite is not { } required || CipherSuiteInfo.Hash(required) == CipherSuiteInfo.Hash(state.CipherSuite);
             if (age < -MaxEarlyDataAgeSkewMilliseconds || age > state.LifetimeSeconds * 1000L || !sameHash
                 || !string.Equals(state.ServerName, ServerName, StringComparison.OrdinalIgnoreCase)
-                || binderList[i].Length != CipherSuiteInfo.HashLength(state.CipherSuite))
+                || binderList[i].Length != CipherSuiteInfo.HashLength(state.CipherSuite)
+                || (_options.AcceptTicket is { } acceptTicket && !acceptTicket(state.ApplicationData)))
             {
                 continue;
             }

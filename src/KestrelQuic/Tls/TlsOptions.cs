@@ -77,6 +77,9 @@ public sealed class TlsOptions
     /// <summary>Server: decides whether 0-RTT is compatible given the ticket's application data (RFC 9000 §7.4.1).</summary>
     public Func<ReadOnlySpan<byte>, bool>? AcceptEarlyData { get; set; }
 
+    /// <summary>Server: decides whether a ticket may be used at all given its application data (QUIC: issued for the same version, RFC 9369 §5).</summary>
+    internal Func<ReadOnlySpan<byte>, bool>? AcceptTicket { get; set; }
+
     /// <summary>
     /// Server: the strike register shared by every connection of one server that makes tickets single-use for
     /// 0-RTT. Without one, early data is always rejected (it could be replayed).

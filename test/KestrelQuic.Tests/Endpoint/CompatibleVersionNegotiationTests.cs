@@ -135,18 +135,30 @@ public sealed class CompatibleVersionNegotiationTests
         AssertStreamWorks(pair, client);
     }
 
+    private static readonly byte[] s_ticketKey = Enumerable.Range(3, 32).Select(i => (byte)i).ToArray();
+
+    private static EndpointSettings TicketServer(uint[] versions) => EndpointPair.ServerSettings(c =>
+    {
+        c.SupportedVersions = versions;
+        c.EnableEarlyData = true;
+        c.SessionTicketKey = s_ticketKey;
+    });
+
+    private static byte[] ObtainTicket(EndpointPair pair)
+    {
+        EndpointConnection first = pair.Connect();
+        Assert.True(pair.RunUntil(() => pair.EventsOf(first).Any(e => e.Kind == ConnectionEventKind.SessionTicketReceived), TimeSpan.FromSeconds(5)));
+        return pair.EventsOf(first).First(e => e.Kind == ConnectionEventKind.SessionTicketReceived).Data!;
+    }
+
     [Fact]
     public void ResumedClientWithZeroRtt_ServerSwitchesToV2_EarlyDataStillAccepted()
     {
-        // 0-RTT stays in the original version (RFC 9369 §4.1): the server reads it with v1 0-RTT keys after switching.
-        using var pair = new EndpointPair(EndpointPair.ServerSettings(c =>
-        {
-            c.SupportedVersions = [V2, V1];
-            c.EnableEarlyData = true;
-        }));
-        EndpointConnection first = pair.Connect();
-        Assert.True(pair.RunUntil(() => pair.EventsOf(first).Any(e => e.Kind == ConnectionEventKind.SessionTicketReceived), TimeSpan.FromSeconds(5)));
-        byte[] ticket = pair.EventsOf(first).First(e => e.Kind == ConnectionEventKind.SessionTicketReceived).Data!;
+        // A ticket from a v1 connection starts a v1 connection (RFC 9369 §5); the server, now preferring v2, switches
+        // it. 0-RTT stays in the original version (§4.1): the server reads it with v1 0-RTT keys after switching.
+        using var pair = new EndpointPair(TicketServer([V1, V2]));
+        byte[] ticket = ObtainTicket(pair);
+        pair.ReplaceServer(TicketServer([V2, V1]));
 
         int sentBefore = pair.Sent.Count;
         EndpointConnection client = pair.Connect(SimulationHelpers.ClientConfig(c =>
@@ -154,6 +166,7 @@ public sealed class CompatibleVersionNegotiationTests
             c.SessionTicket = ticket;
             c.EnableEarlyData = true;
         }));
+        Assert.Equal(V1, client.Core.Version);
         Assert.True(client.Core.TryOpenStream(true, out ulong id));
         pair.SendStream(client, id, "early"u8.ToArray());
         Assert.True(pair.RunUntil(() => pair.ServerSideOf(client) is { } s && pair.Finished.Contains((s, id)), TimeSpan.FromSeconds(5)));
@@ -162,6 +175,7 @@ public sealed class CompatibleVersionNegotiationTests
         EndpointConnection server = pair.ServerSideOf(client)!;
         Assert.Equal(V2, client.Core.Version);
         Assert.Equal(V2, server.Core.Version);
+        Assert.True(server.Core.Tls.IsResumed);
         Assert.Equal(EarlyDataStatus.Accepted, client.Core.Tls.EarlyData);
         Assert.True(server.Core.GetStream(id)!.ReceivedEarlyData);
         Assert.Equal("early"u8.ToArray(), pair.ReceivedBytes(server, id));
@@ -170,6 +184,51 @@ public sealed class CompatibleVersionNegotiationTests
             .Where(p => p.Type == PacketType.ZeroRtt).ToList();
         Assert.NotEmpty(zeroRtt);
         Assert.All(zeroRtt, p => Assert.Equal(V1, p.Version));
+    }
+
+    [Fact]
+    public void TicketFromAV2Connection_ClientResumesInV2()
+    {
+        // The client starts in v1 by default, but a ticket issued by a connection that was switched to v2 may only
+        // start a v2 connection (RFC 9369 §5): the resuming client opens in v2, and resumes.
+        using var pair = new EndpointPair(TicketServer([V2, V1]));
+        byte[] ticket = ObtainTicket(pair);
+        Assert.True(TlsSessionTicket.TryDeserialize(ticket, out TlsSessionTicket? t));
+        Assert.Equal(V2, TransportParametersOf(t!).VersionInformation!.ChosenVersion);
+
+        int sentBefore = pair.Sent.Count;
+        EndpointConnection client = pair.Connect(SimulationHelpers.ClientConfig(c => c.SessionTicket = ticket));
+        Assert.Equal(V2, client.Core.Version);
+        Assert.True(pair.RunUntilEstablished(client));
+        Assert.True(client.Core.Tls.IsResumed);
+        Assert.Equal(V2, EndpointPackets.Header(pair.Sent.Skip(sentBefore).First(d => d.From.Equals(EndpointPair.ClientAddress)).Data).Version);
+    }
+
+    [Fact]
+    public void TicketFromAnotherVersion_ServerRefusesIt_FullHandshake()
+    {
+        // The client's copy of the ticket says v2 (so it starts in v2), but the server sealed v1 into it: the server
+        // does not resume a v2 connection from a v1 ticket (RFC 9369 §5).
+        using var pair = new EndpointPair(TicketServer([V1, V2]));
+        byte[] ticket = ObtainTicket(pair);
+        Assert.True(TlsSessionTicket.TryDeserialize(ticket, out TlsSessionTicket? t));
+        TransportParameters remembered = TransportParametersOf(t!);
+        Assert.Equal(V1, remembered.VersionInformation!.ChosenVersion);
+        remembered.VersionInformation.ChosenVersion = V2;
+        t!.QuicData = remembered.Encode();
+
+        EndpointConnection client = pair.Connect(SimulationHelpers.ClientConfig(c => c.SessionTicket = t.Serialize()));
+        Assert.Equal(V2, client.Core.Version);
+        Assert.True(pair.RunUntilEstablished(client));
+        Assert.False(client.Core.Tls.IsResumed);
+        Assert.False(pair.ServerSideOf(client)!.Core.Tls.IsResumed);
+        Assert.Null(client.Core.CloseReason);
+    }
+
+    private static TransportParameters TransportParametersOf(TlsSessionTicket ticket)
+    {
+        Assert.True(TransportParameters.TryDecode(ticket.QuicData, sentByServer: true, out TransportParameters? p, out _));
+        return p!;
     }
 
     [Fact]
