@@ -1,6 +1,7 @@
 using Http3Server;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace KestrelQuic.AspNetCore.Tests;
 
@@ -84,6 +85,23 @@ public sealed class GtlsScenarioTests(ITestOutputHelper output)
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("v1,v2draft,0x1a2a3a4a,0xff00001d")]
+    public async Task ServerPreferringV2_ClientOfferingOnlyV1AndUnknownVersions_StaysOnV1(string? otherVersions)
+    {
+        // ngtcp2 0.12 knows QUIC v2 only as a draft (0x709a50c4): whatever it lists besides v1 (the draft, a reserved
+        // or an unknown version), a server preferring RFC 9369 v2 must not switch and the request must be served.
+        uint? version = null;
+        await using TestServer server = await TestServer.StartAsync(
+            map: app => app.MapGet("/version", (HttpContext context) => (version = context.Features.Get<IManagedQuicConnectionFeature>()!.Connection.Version).ToString()),
+            configure: b => b.Services.PostConfigure<KestrelQuic.Configuration.QuicConfiguration>(c => c.SupportedVersions = [KestrelQuic.Protocol.QuicVersion.Version2, KestrelQuic.Protocol.QuicVersion.Version1]));
+        string[] options = otherVersions is null ? ["--exit-on-all-streams-close", Quiet, "--no-http-dump"] : ["--exit-on-all-streams-close", Quiet, "--no-http-dump", $"--other-versions={otherVersions}"];
+        PeerResult r = await Peers.GtlsClientAsync(server.Port, options, $"{server.Origin}/version");
+        Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
+        Assert.Equal(KestrelQuic.Protocol.QuicVersion.Version1, version);
     }
 
     [Fact]

@@ -136,7 +136,11 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
     }
 
-    /// <summary>The QUIC version in use (1 or 0x6b3343cf for QUIC v2).</summary>
+    /// <summary>
+    /// The QUIC version in use (<see cref="Protocol.QuicVersion.Version1"/> or <see cref="Protocol.QuicVersion.Version2"/>):
+    /// the negotiated one, which may differ from the version a client started with (see
+    /// <see cref="Configuration.QuicConfiguration.SupportedVersions"/>).
+    /// </summary>
     public uint Version
     {
         get

@@ -122,8 +122,17 @@ public sealed class QuicConfiguration
     /// <summary>Advertise grease_quic_bit (RFC 9287), allowing the peer to vary the fixed bit. Default true.</summary>
     public bool GreaseQuicBit { get; set; } = true;
 
-    /// <summary>QUIC versions supported, preferred first. Default version 1 then version 2.</summary>
+    /// <summary>
+    /// QUIC versions supported, preferred first. Default version 1 then version 2. A client starts with the first and
+    /// offers all of them in its version_information (RFC 9368). A server accepts a client's first flight in any of
+    /// them, and when the client also offers a version listed before the one it started with, the server switches the
+    /// connection to that version without a round trip (compatible version negotiation, RFC 9368 §2.3 and RFC 9369):
+    /// with version 2 listed first, a client that starts in version 1 and offers version 2 completes in version 2.
+    /// </summary>
     public IList<uint> SupportedVersions { get; set; } = new List<uint> { QuicVersion.Version1, QuicVersion.Version2 };
+
+    /// <summary>Tests only: edits a copy of the local transport parameters (and whether we are the server) before TLS sends them, to play a misbehaving peer.</summary>
+    internal Action<Parameters.TransportParameters, bool>? LocalTransportParametersTestHook { get; set; }
 
     /// <summary>TLS 1.3 cipher suites, preferred first. Default AES-128-GCM, ChaCha20-Poly1305, AES-256-GCM.</summary>
     public IList<CipherSuite> CipherSuites { get; set; } = new List<CipherSuite> { CipherSuite.Aes128GcmSha256, CipherSuite.ChaCha20Poly1305Sha256, CipherSuite.Aes256GcmSha384 };

@@ -22,7 +22,7 @@ internal sealed class PacketNumberSpaceState : IDisposable
 
     public ReceiveBuffer CryptoReceive { get; }
 
-    public SendBuffer CryptoSend { get; }
+    public SendBuffer CryptoSend { get; private set; }
 
     /// <summary>Initial/Handshake keys (the application space uses <see cref="OneRttKeys"/>).</summary>
     public PacketProtectionKeys? ReadKeys { get; set; }
@@ -34,6 +34,13 @@ internal sealed class PacketNumberSpaceState : IDisposable
 
     /// <summary>Ack-eliciting probe packets requested by a PTO that are still to be sent.</summary>
     public int ProbesPending { get; set; }
+
+    /// <summary>Client after Version Negotiation: the first flight starts over with a new ClientHello at offset 0.</summary>
+    public void ResetCryptoSend()
+    {
+        CryptoSend.Discard();
+        CryptoSend = new SendBuffer();
+    }
 
     public void Discard()
     {

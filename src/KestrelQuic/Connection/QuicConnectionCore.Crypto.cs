@@ -31,6 +31,51 @@ internal sealed partial class QuicConnectionCore
             => _c.InstallSecret(level, direction, suite, secret);
 
         public void OnSessionTicket(TlsSessionTicket ticket) => _c.OnSessionTicket(ticket);
+
+        public byte[]? OnClientTransportParameters(byte[] parameters) => _c.NegotiateCompatibleVersion(parameters);
+    }
+
+    /// <summary>
+    /// Server, on the client's transport parameters and before any handshake secret exists: compatible version
+    /// negotiation (RFC 9368 §2.3, RFC 9369 §4.1). When the client's first flight (in the original version) lists a
+    /// version we support and prefer (our <see cref="Configuration.QuicConfiguration.SupportedVersions"/> order), the connection
+    /// switches to it: Initial keys of that version from the client's DCID, Handshake and 1-RTT keys with its labels,
+    /// and our Chosen Version says so. Returns the new local transport parameters, or null when nothing changes.
+    /// </summary>
+    private byte[]? NegotiateCompatibleVersion(byte[] clientParameters)
+    {
+        if (_versionNegotiated || !IsServer) return null;
+        _versionNegotiated = true;
+        // Malformed parameters, or a Chosen Version other than the packets' version, close the connection once TLS
+        // is done with the ClientHello (ValidatePeerParameters); no switch on such input.
+        if (!TransportParameters.TryDecode(clientParameters, sentByServer: false, out TransportParameters? client, out _)
+            || client!.VersionInformation is not { } offer || offer.ChosenVersion != _originalVersion)
+        {
+            return null;
+        }
+
+        uint negotiated = _version;
+        foreach (uint mine in _config.SupportedVersions)
+        {
+            // Versions 1 and 2 are compatible with each other in both directions (RFC 9369 §4): any of ours qualifies.
+            if (mine == _originalVersion || Array.IndexOf(offer.AvailableVersions, mine) >= 0)
+            {
+                negotiated = mine;
+                break;
+            }
+        }
+
+        if (negotiated == _version) return null;
+
+        // The original version's Initial keys keep reading the client's Initials until a Handshake packet arrives
+        // (RFC 9369 §4.1); everything we send from now on, CRYPTO first of all, is in the negotiated version.
+        PacketNumberSpaceState initial = _spaces[0];
+        _originalInitialReadKeys = initial.ReadKeys;
+        initial.ReadKeys = null;
+        _version = negotiated;
+        InstallInitialKeys(_initialKeysConnectionId);
+        _localParameters.VersionInformation!.ChosenVersion = negotiated;
+        return EncodeLocalParameters();
     }
 
     private void InstallSecret(EncryptionLevel level, TrafficDirection direction, CipherSuite suite, ReadOnlySpan<byte> secret)
@@ -45,8 +90,9 @@ internal sealed partial class QuicConnectionCore
                 else hs.WriteKeys = PacketProtectionKeys.FromSecret(suite, secret, _version);
                 break;
             case EncryptionLevel.ZeroRtt:
-                if (read) _zeroRttReadKeys = PacketProtectionKeys.FromSecret(suite, secret, _version);
-                else _zeroRttWriteKeys = PacketProtectionKeys.FromSecret(suite, secret, _version);
+                // 0-RTT stays in the client's original version even when the server switches (RFC 9369 §4.1).
+                if (read) _zeroRttReadKeys = PacketProtectionKeys.FromSecret(suite, secret, _originalVersion);
+                else _zeroRttWriteKeys = PacketProtectionKeys.FromSecret(suite, secret, _originalVersion);
                 break;
             case EncryptionLevel.OneRtt:
                 // Read and write secrets arrive separately; the key set needs both (key updates move them together).
@@ -159,6 +205,18 @@ internal sealed partial class QuicConnectionCore
             return false;
         }
 
+        if (IsServer)
+        {
+            // RFC 9368 §4: the client's Chosen Version must be the version of the packets that carried it.
+            if (peer.VersionInformation is { } clientInfo && clientInfo.ChosenVersion != _originalVersion)
+            {
+                error = new TransportError(TransportErrorCode.VersionNegotiationError, tpError, "version_information chosen version differs from the packets' version");
+                return false;
+            }
+
+            return true;
+        }
+
         if (IsClient)
         {
             if (peer.OriginalDestinationConnectionId is null || !peer.OriginalDestinationConnectionId.AsSpan().SequenceEqual(_originalDestinationConnectionId))
@@ -176,10 +234,57 @@ internal sealed partial class QuicConnectionCore
                 return false;
             }
 
-            // RFC 9368 §4: the server's chosen version must be the one in use.
-            if (peer.VersionInformation is { } vi && vi.ChosenVersion != _version)
+            if (!ValidateServerVersionInformation(peer.VersionInformation, out string? reason))
             {
-                error = new TransportError(TransportErrorCode.VersionNegotiationError, tpError, "version_information chosen version mismatch");
+                error = new TransportError(TransportErrorCode.VersionNegotiationError, tpError, reason);
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Client: downgrade protection on the server's version_information (RFC 9368 §4, §8).</summary>
+    private bool ValidateServerVersionInformation(VersionInformation? info, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? reason)
+    {
+        reason = null;
+        if (info is null)
+        {
+            if (!_actedOnVersionNegotiation) return true;
+            // §8: a version 1 server that does not send version_information is taken to support version 1 only.
+            if (_version != QuicVersion.Version1)
+            {
+                reason = "version_information missing after Version Negotiation";
+                return false;
+            }
+
+            info = new VersionInformation { ChosenVersion = QuicVersion.Version1, AvailableVersions = [QuicVersion.Version1] };
+        }
+
+        // The version in use is the server's Chosen Version; it must be the one its long headers told us.
+        if (info.ChosenVersion != _version || !_config.SupportedVersions.Contains(info.ChosenVersion))
+        {
+            reason = $"version_information chosen version 0x{info.ChosenVersion:x8} differs from the negotiated 0x{_version:x8}";
+            return false;
+        }
+
+        if (_actedOnVersionNegotiation)
+        {
+            // Had the Version Negotiation packet listed what the server really supports (its Available Versions and
+            // the negotiated one), we must have picked the version we restarted with: otherwise it was forged.
+            uint? wouldPick = null;
+            foreach (uint mine in _config.SupportedVersions)
+            {
+                if (mine == _version || Array.IndexOf(info.AvailableVersions, mine) >= 0)
+                {
+                    wouldPick = mine;
+                    break;
+                }
+            }
+
+            if (info.AvailableVersions.Length == 0 || wouldPick != _originalVersion)
+            {
+                reason = $"version downgrade: the server supports 0x{wouldPick ?? 0:x8}, not only the 0x{_originalVersion:x8} Version Negotiation offered";
                 return false;
             }
         }
@@ -210,6 +315,20 @@ internal sealed partial class QuicConnectionCore
 
     /// <summary>What the server wants back when a ticket is used: its transport parameters, to judge 0-RTT compatibility.</summary>
     private byte[] CreateTicketApplicationData() => _localParameters.Encode();
+
+    /// <summary>The QUIC version of the connection a client's ticket came from (the server's Chosen Version it remembered), if known.</summary>
+    internal static uint? TicketVersion(TlsSessionTicket ticket)
+        => ticket.QuicData is { } data && TransportParameters.TryDecode(data, sentByServer: true, out TransportParameters? remembered, out _)
+            ? remembered!.VersionInformation?.ChosenVersion
+            : null;
+
+    /// <summary>
+    /// Server: a ticket is only used by a connection the client started in the version of the connection that issued
+    /// it (RFC 9369 §5; the version after a compatible switch is the issuing one). Otherwise: a full handshake.
+    /// </summary>
+    internal bool IsTicketFromThisVersion(ReadOnlySpan<byte> ticketApplicationData)
+        => TransportParameters.TryDecode(ticketApplicationData, sentByServer: true, out TransportParameters? remembered, out _)
+            && (remembered!.VersionInformation is not { } issued || issued.ChosenVersion == _originalVersion);
 
     /// <summary>Server: 0-RTT is only accepted if the limits remembered in the ticket are not above the current ones (RFC 9000 §7.4.1).</summary>
     internal bool IsEarlyDataCompatible(ReadOnlySpan<byte> ticketApplicationData)

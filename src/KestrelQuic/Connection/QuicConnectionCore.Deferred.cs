@@ -74,6 +74,7 @@ internal sealed partial class QuicConnectionCore
     {
         ArgumentNullException.ThrowIfNull(configuration);
         if (!IsAwaitingConfiguration || State != ConnectionState.Handshake) return;
+        _now = now;
         configuration.ThrowIfInvalid();
         if (configuration.ConnectionIdLength != _config.ConnectionIdLength || !configuration.SupportedVersions.SequenceEqual(_config.SupportedVersions))
         {

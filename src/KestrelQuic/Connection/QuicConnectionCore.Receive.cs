@@ -2,6 +2,7 @@ using System.Net;
 using KestrelQuic.Frames;
 using KestrelQuic.PacketProtection;
 using KestrelQuic.Packets;
+using KestrelQuic.Parameters;
 using KestrelQuic.Protocol;
 using KestrelQuic.Streams;
 using KestrelQuic.Tls;
@@ -23,6 +24,7 @@ internal sealed partial class QuicConnectionCore
     public void ReceiveDatagram(Span<byte> datagram, EndPoint? remoteAddress, long now)
     {
         if (State is ConnectionState.Closed or ConnectionState.Draining) return;
+        _now = now;
         Statistics.DatagramsReceived++;
         Statistics.BytesReceived += datagram.Length;
         OnDatagramActivity(now);
@@ -59,6 +61,19 @@ internal sealed partial class QuicConnectionCore
 
     private void ProcessPacket(Span<byte> packet, in PacketHeader header, EndPoint? remoteAddress, bool firstInDatagram, int datagramLength, long now)
     {
+        PacketProtectionKeys? switchKeys = null;
+        try
+        {
+            ProcessPacket(packet, in header, remoteAddress, datagramLength, now, ref switchKeys);
+        }
+        finally
+        {
+            switchKeys?.Dispose();
+        }
+    }
+
+    private void ProcessPacket(Span<byte> packet, in PacketHeader header, EndPoint? remoteAddress, int datagramLength, long now, ref PacketProtectionKeys? switchKeys)
+    {
         if (header.IsLongHeader)
         {
             if (header.Type == PacketType.VersionNegotiation)
@@ -75,16 +90,18 @@ internal sealed partial class QuicConnectionCore
 
             if (header.Version != _version)
             {
-                // RFC 9368 §2.3: a client learns the server's (compatible) choice from its first Initial.
-                if (IsClient && !_receivedFirstServerPacket && header.Type == PacketType.Initial && _config.SupportedVersions.Contains(header.Version))
-                {
-                    _version = header.Version;
-                    InstallInitialKeys(_connectionIds.ActivePeer is { } p && _receivedRetry ? p.ConnectionId : _originalDestinationConnectionId);
-                }
-                else
+                if (!AcceptOtherVersion(in header))
                 {
                     Statistics.PacketsDropped++;
                     return;
+                }
+
+                // Client: the server chose another version we offered. Its Initial keys are tried on this packet and
+                // kept only if it authenticates (a forged header must not switch us).
+                if (IsClient)
+                {
+                    InitialSecrets.Derive(header.Version, _initialKeysConnectionId, out _, out byte[] serverSecret);
+                    switchKeys = PacketProtectionKeys.FromSecret(Crypto.CipherSuite.Aes128GcmSha256, serverSecret, header.Version);
                 }
             }
 
@@ -124,7 +141,8 @@ internal sealed partial class QuicConnectionCore
         {
             case PacketType.Initial:
             case PacketType.Handshake:
-                keys = state.ReadKeys;
+                // Server after compatible negotiation: the client's Initials may still come in the original version.
+                keys = header.Type == PacketType.Initial && header.Version != _version ? switchKeys ?? _originalInitialReadKeys : state.ReadKeys;
                 hp = keys?.HeaderProtection;
                 break;
             case PacketType.ZeroRtt:
@@ -182,6 +200,14 @@ internal sealed partial class QuicConnectionCore
             }
 
             return;
+        }
+
+        if (switchKeys is not null)
+        {
+            // RFC 9368 §2.3, RFC 9369 §4.1: the negotiated version, learnt from the first long header that differs.
+            _version = header.Version;
+            _versionSettled = true;
+            InstallInitialKeys(_initialKeysConnectionId);
         }
 
         // Reserved bits must be zero after removing header protection (RFC 9000 §17.2/§17.3.1).
@@ -243,9 +269,12 @@ internal sealed partial class QuicConnectionCore
 
         if (IsServer && header.Type == PacketType.Handshake)
         {
-            // RFC 9000 §8.1: a Handshake packet proves the client received our Initial; RFC 9001 §4.9.1: drop Initial keys.
+            // RFC 9000 §8.1: a Handshake packet proves the client received our Initial; RFC 9001 §4.9.1: drop Initial
+            // keys (RFC 9369 §4.1: the original version's too, now that the client uses the negotiated one).
             _peerAddressValidated = true;
             DiscardSpace(PacketNumberSpace.Initial, now);
+            _originalInitialReadKeys?.Dispose();
+            _originalInitialReadKeys = null;
         }
 
         ReadOnlySpan<byte> payload = packet.Slice(headerLength, payloadLength);
@@ -265,6 +294,21 @@ internal sealed partial class QuicConnectionCore
         state.Ack.OnPacketReceived(packetNumber, ackEliciting, now, _config.MaxAckDelay.Ticks, immediate: space != PacketNumberSpace.ApplicationData);
         ResetIdleTimer(now);
         _ackElicitingSentSinceReceive = false;
+    }
+
+    /// <summary>
+    /// A long-header packet in a version other than the connection's (RFC 9369 §4.1). A client switches to the
+    /// server's choice on the first Initial in another version it offered, until the server's CRYPTO data settled the
+    /// version; a server still reads Initial and 0-RTT packets of the client's original version. All else is dropped.
+    /// </summary>
+    private bool AcceptOtherVersion(in PacketHeader header)
+    {
+        if (IsServer)
+        {
+            return header.Version == _originalVersion && header.Type is PacketType.Initial or PacketType.ZeroRtt;
+        }
+
+        return !_versionSettled && header.Type == PacketType.Initial && _config.SupportedVersions.Contains(header.Version);
     }
 
     private void BufferUndecryptable(ReadOnlySpan<byte> packet, PacketType type)
@@ -320,12 +364,27 @@ internal sealed partial class QuicConnectionCore
         EnterClosed();
     }
 
-    /// <summary>After Version Negotiation: start over with <paramref name="version"/> (new Initial keys, CRYPTO resent from the start).</summary>
+    /// <summary>
+    /// After Version Negotiation: start over with <paramref name="version"/>, conceptually a new connection (RFC 9368
+    /// §2.4): new Initial keys and a new ClientHello whose version_information names the new version (the server
+    /// checks that), 0-RTT keys of that version. Packet numbers continue.
+    /// </summary>
     private void RestartWithVersion(uint version, long now)
     {
         _version = version;
+        _originalVersion = version;
+        _actedOnVersionNegotiation = true;
         InstallInitialKeys(_originalDestinationConnectionId);
-        RestartInitialFlight(now);
+        _loss.OnPacketNumberSpaceDiscarded(PacketNumberSpace.Initial);
+        _spaces[0].ResetCryptoSend();
+        _zeroRttWriteKeys?.Dispose();
+        _zeroRttWriteKeys = null;
+        RequeueZeroRttData();
+        _localParameters.VersionInformation = new VersionInformation { ChosenVersion = version, AvailableVersions = _config.SupportedVersions.ToArray() };
+        _tls.Dispose();
+        _tls = new TlsHandshake(TlsOptionsFactory.Create(_config, isServer: false, this), new TlsHost(this));
+        _tls.Start(EncodeLocalParameters());
+        _loss.SetLossDetectionTimer(LossContext, now);
     }
 
     private void ProcessRetry(ReadOnlySpan<byte> packet, in PacketHeader header, long now)
@@ -520,6 +579,8 @@ internal sealed partial class QuicConnectionCore
     private bool ProcessCrypto(ulong offset, ReadOnlySpan<byte> data, PacketNumberSpace space, long now, out TransportError error)
     {
         error = default;
+        // RFC 9369 §4.1: CRYPTO data from the server in the version in use means that version is the negotiated one.
+        if (IsClient) _versionSettled = true;
         PacketNumberSpaceState s = _spaces[(int)space];
         switch (s.CryptoReceive.Write((long)offset, data, false))
         {

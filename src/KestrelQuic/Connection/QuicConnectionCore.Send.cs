@@ -62,6 +62,7 @@ internal sealed partial class QuicConnectionCore
     {
         destination = _pathChallengeDestination ?? RemoteAddress;
         if (State is ConnectionState.Closed or ConnectionState.Draining) return 0;
+        _now = now;
         if (State == ConnectionState.Closing)
         {
             if (!_closeFramePending) return 0;
@@ -271,7 +272,9 @@ internal sealed partial class QuicConnectionCore
         {
             ReadOnlySpan<byte> token = type == PacketType.Initial && IsClient ? _token : default;
             byte[] scid = _localParameters.InitialSourceConnectionId!;
-            headerLength = PacketHeaderWriter.WriteLongHeader(dest, type, _version, dcid, scid, token, pn, pnLength, out lengthFieldOffset, out pnOffset, fixedBit: true);
+            // 0-RTT stays in the original version after a compatible switch (RFC 9369 §4.1), like its keys.
+            uint version = type == PacketType.ZeroRtt ? _originalVersion : _version;
+            headerLength = PacketHeaderWriter.WriteLongHeader(dest, type, version, dcid, scid, token, pn, pnLength, out lengthFieldOffset, out pnOffset, fixedBit: true);
         }
 
         int payloadCapacity = dest.Length - headerLength - TagLength;

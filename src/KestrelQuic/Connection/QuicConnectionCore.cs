@@ -46,6 +46,15 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private readonly LossHost _lossHost;
 
     private uint _version;
+
+    // RFC 9368: the version of the client's first flight (the Original Version; after Version Negotiation, the one
+    // the client restarted with). _version is the Negotiated Version once compatible negotiation switched it.
+    private uint _originalVersion;
+    private byte[] _initialKeysConnectionId = [];
+    private PacketProtectionKeys? _originalInitialReadKeys; // server: Initial keys of the original version after a switch
+    private bool _versionNegotiated;        // server: the client's version_information was acted on
+    private bool _versionSettled;           // client: the server's choice is known (CRYPTO seen), no more switching
+    private bool _actedOnVersionNegotiation; // client: restarted after a Version Negotiation packet
     private byte[] _originalDestinationConnectionId;
     private byte[]? _retrySourceConnectionId;
     private byte[]? _token;
@@ -84,9 +93,14 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private readonly IQlogSink? _qlog;
     private ConnectionState _state = ConnectionState.Handshake;
 
+    // The latest time the connection was driven with. The core reads no clock: TLS takes its wall time (ticket age
+    // and lifetime, certificate validity) from this, as UTC ticks (the socket layer's clock is aligned with UTC).
+    private long _now;
+
     private QuicConnectionCore(QuicConfiguration config, bool isServer, uint version, byte[] originalDcid, EndPoint? remoteAddress, long now, Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null, IConnectionTracerFactory? tracers = null, EarlyDataAntiReplay? antiReplay = null)
     {
         _config = config;
+        _now = now;
         AntiReplay = antiReplay;
         _tracers = tracers;
         KeyLog = tracers?.CreateKeyLog(config);
@@ -95,6 +109,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         ResetTokenGenerator = resetTokenGenerator;
         IsServer = isServer;
         _version = version;
+        _originalVersion = version;
         _originalDestinationConnectionId = originalDcid;
         RemoteAddress = remoteAddress;
         _spaces = new[]
@@ -115,6 +130,16 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _tls = new TlsHandshake(TlsOptionsFactory.Create(config, isServer, this), new TlsHost(this));
         InitializeStreams();
         _idleDeadline = _idleTimeoutTicks > 0 ? now + _idleTimeoutTicks : long.MaxValue;
+    }
+
+    /// <summary>The wall clock TLS sees: the <c>now</c> this connection was last driven with, read as UTC ticks.</summary>
+    internal TimeProvider WallClock => _wallClock ??= new ConnectionWallClock(this);
+
+    private TimeProvider? _wallClock;
+
+    private sealed class ConnectionWallClock(QuicConnectionCore connection) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => new(Math.Clamp(connection._now, 0, DateTime.MaxValue.Ticks), TimeSpan.Zero);
     }
 
     /// <summary>Server-side reset token generator (HMAC of a static key, set by the endpoint); null gives random tokens.</summary>
@@ -199,6 +224,13 @@ internal sealed partial class QuicConnectionCore : IDisposable
     {
         config.ThrowIfInvalid();
         uint version = config.SupportedVersions[0];
+        // RFC 9369 §5: a ticket may only start a connection of the version it came from; resume in that version.
+        if (config.SessionTicket is not null && TlsSessionTicket.TryDeserialize(config.SessionTicket, out TlsSessionTicket? ticket)
+            && TicketVersion(ticket!) is uint ticketVersion && config.SupportedVersions.Contains(ticketVersion))
+        {
+            version = ticketVersion;
+        }
+
         byte[] odcid = System.Security.Cryptography.RandomNumberGenerator.GetBytes(Math.Max(8, config.ConnectionIdLength));
         var connection = new QuicConnectionCore(config, isServer: false, version, odcid, remoteAddress, now, tracers: tracers);
         connection._token = token;
@@ -277,6 +309,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
     /// <summary>Handles every timer that is due at <paramref name="now"/>.</summary>
     public void HandleTimeout(long now)
     {
+        _now = now;
         switch (State)
         {
             case ConnectionState.Closed:
@@ -362,6 +395,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _qlog?.Complete();
         foreach (PacketNumberSpaceState s in _spaces) s.Dispose();
         _oneRttKeys?.Dispose();
+        _originalInitialReadKeys?.Dispose();
         _zeroRttReadKeys?.Dispose();
         _zeroRttWriteKeys?.Dispose();
         DisposeStreams();
@@ -448,11 +482,12 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _connectionIds.AddInitialLocalId(scid);
         _connectionIds.SetInitialPeerId(_originalDestinationConnectionId);
         _localParameters.InitialSourceConnectionId = scid;
+        // RFC 9368 §3: the first flight is compatible with every version we support (1 and 2), in our preference order.
         _localParameters.VersionInformation = new VersionInformation { ChosenVersion = _version, AvailableVersions = _config.SupportedVersions.ToArray() };
         InstallInitialKeys(_originalDestinationConnectionId);
         _peerAddressValidated = true; // the client never limits itself
         ApplyRememberedParametersForEarlyData();
-        _tls.Start(_localParameters.Encode());
+        _tls.Start(EncodeLocalParameters());
         _loss.SetLossDetectionTimer(LossContext, now);
     }
 
@@ -463,7 +498,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _connectionIds.SetInitialPeerId(clientScid);
         SetServerConnectionIdParameters(entry);
         InstallInitialKeys(clientDcid);
-        if (!_awaitingConfiguration) _tls.Start(_localParameters.Encode());
+        if (!_awaitingConfiguration) _tls.Start(EncodeLocalParameters());
     }
 
     private void SetServerConnectionIdParameters(ConnectionIdEntry initialLocalId)
@@ -477,6 +512,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
 
     private void InstallInitialKeys(ReadOnlySpan<byte> clientDcid)
     {
+        if (!clientDcid.SequenceEqual(_initialKeysConnectionId)) _initialKeysConnectionId = clientDcid.ToArray();
         InitialSecrets.Derive(_version, clientDcid, out byte[] clientSecret, out byte[] serverSecret);
         PacketNumberSpaceState initial = _spaces[0];
         initial.ReadKeys?.Dispose();
@@ -485,6 +521,19 @@ internal sealed partial class QuicConnectionCore : IDisposable
         initial.WriteKeys = PacketProtectionKeys.FromSecret(CipherSuite.Aes128GcmSha256, IsServer ? serverSecret : clientSecret, _version);
         _qlog?.KeyUpdated(EncryptionLevel.Initial, clientSecret: true, localUpdate: false, keyPhase: -1);
         _qlog?.KeyUpdated(EncryptionLevel.Initial, clientSecret: false, localUpdate: false, keyPhase: -1);
+    }
+
+    /// <summary>The local transport parameters as handed to TLS (tests may edit them through the configuration's hook).</summary>
+    private byte[] EncodeLocalParameters()
+    {
+        if (_config.LocalTransportParametersTestHook is { } hook)
+        {
+            TransportParameters copy = TransportParameters.TryDecode(_localParameters.Encode(), sentByServer: IsServer, out TransportParameters? decoded, out _) ? decoded! : _localParameters;
+            hook(copy, IsServer);
+            return copy.Encode();
+        }
+
+        return _localParameters.Encode();
     }
 
     private void Emit(ConnectionEventKind kind, ulong streamId = 0, ulong errorCode = 0, byte[]? data = null, bool flag = false)
@@ -503,9 +552,11 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private void EnterClosed()
     {
         if (State == ConnectionState.Closed) return;
+        // A peer's CONNECTION_CLOSE announced the end already, when draining began: one Terminated per connection.
+        bool announced = State == ConnectionState.Draining && CloseReason is { ClosedByPeer: true, StatelessReset: false };
         CloseReason ??= new QuicCloseReason { Reason = "closed" };
         State = ConnectionState.Closed;
-        Emit(ConnectionEventKind.Terminated);
+        if (!announced) Emit(ConnectionEventKind.Terminated);
         AbortAllStreams();
         _qlog?.Complete();
     }

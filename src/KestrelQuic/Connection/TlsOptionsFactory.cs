@@ -40,6 +40,8 @@ internal static class TlsOptionsFactory
             EnableEarlyData = config.EnableEarlyData,
             SessionTicketLifetime = config.SessionTicketLifetime,
             MaxHandshakeMessageSize = config.MaxCryptoBufferSize,
+            // Ticket ages and lifetimes, certificate validity: the connection's time, never the system clock.
+            TimeProvider = connection.WallClock,
         };
 
         if (isServer)
@@ -58,12 +60,15 @@ internal static class TlsOptionsFactory
             };
             options.SessionTicketKey = EffectiveSessionTicketKey(config);
             options.AcceptEarlyData = connection.IsEarlyDataCompatible;
+            options.AcceptTicket = connection.IsTicketFromThisVersion;
             options.AntiReplay = connection.AntiReplay;
         }
         else
         {
             if (config.ClientCertificate is not null) options.ClientCertificate = Wrap(config.ClientCertificate, null);
-            if (config.SessionTicket is not null && TlsSessionTicket.TryDeserialize(config.SessionTicket, out TlsSessionTicket? ticket))
+            // RFC 9369 §5: a ticket from a connection of another QUIC version must not start this one.
+            if (config.SessionTicket is not null && TlsSessionTicket.TryDeserialize(config.SessionTicket, out TlsSessionTicket? ticket)
+                && (QuicConnectionCore.TicketVersion(ticket!) ?? connection.Version) == connection.Version)
             {
                 options.SessionTicket = ticket;
             }

@@ -269,7 +269,7 @@ internal sealed class TransportParameters
                 return null;
 
             case TransportParameterId.VersionInformation:
-                return ReadVersionInformation(value);
+                return ReadVersionInformation(value, sentByServer);
         }
 
         // The remaining known parameters are a single variable-length integer filling the value exactly.
@@ -353,7 +353,7 @@ internal sealed class TransportParameters
     }
 
     // RFC 9368 §3: Chosen Version then Available Versions, all 32-bit and non-zero.
-    private string? ReadVersionInformation(ReadOnlySpan<byte> value)
+    private string? ReadVersionInformation(ReadOnlySpan<byte> value, bool sentByServer)
     {
         if (value.Length < 4 || value.Length % 4 != 0) return "version_information has the wrong length";
         uint chosen = BinaryPrimitives.ReadUInt32BigEndian(value);
@@ -365,6 +365,8 @@ internal sealed class TransportParameters
             if (available[i] == 0) return "version_information Available Version is 0";
         }
 
+        // RFC 9368 §4: a client's Chosen Version must be among its Available Versions (a server's need not be).
+        if (!sentByServer && Array.IndexOf(available, chosen) < 0) return "version_information Chosen Version is not an Available Version";
         VersionInformation = new VersionInformation { ChosenVersion = chosen, AvailableVersions = available };
         return null;
     }

@@ -14,4 +14,10 @@ internal interface ITlsHandshakeHost
 
     /// <summary>Client: a NewSessionTicket arrived.</summary>
     void OnSessionTicket(TlsSessionTicket ticket);
+
+    /// <summary>
+    /// Server: the client's quic_transport_parameters, before any handshake secret is derived. Returns replacement
+    /// local transport parameters (e.g. after compatible version negotiation, RFC 9368 §2.3) or null to keep them.
+    /// </summary>
+    byte[]? OnClientTransportParameters(byte[] parameters) => null;
 }

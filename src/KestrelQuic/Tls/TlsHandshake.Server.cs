@@ -138,6 +138,10 @@ internal sealed partial class TlsHandshake
 
         PeerTransportParameters = extensions.Get(ExtensionType.QuicTransportParameters)
             ?? throw Alert(TlsAlert.MissingExtension, "quic_transport_parameters missing"); // RFC 9001 §8.2
+        if (_host.OnClientTransportParameters(PeerTransportParameters) is { } replacedLocalParameters)
+        {
+            _localTransportParameters = replacedLocalParameters;
+        }
 
         if (extensions.Get(ExtensionType.ServerName) is { } sni)
         {
@@ -485,7 +489,8 @@ internal sealed partial class TlsHandshake
             bool sameHash = requiredSuite is not { } required || CipherSuiteInfo.Hash(required) == CipherSuiteInfo.Hash(state.CipherSuite);
             if (age < -MaxEarlyDataAgeSkewMilliseconds || age > state.LifetimeSeconds * 1000L || !sameHash
                 || !string.Equals(state.ServerName, ServerName, StringComparison.OrdinalIgnoreCase)
-                || binderList[i].Length != CipherSuiteInfo.HashLength(state.CipherSuite))
+                || binderList[i].Length != CipherSuiteInfo.HashLength(state.CipherSuite)
+                || (_options.AcceptTicket is { } acceptTicket && !acceptTicket(state.ApplicationData)))
             {
                 continue;
             }

@@ -77,13 +77,20 @@ public sealed class TlsOptions
     /// <summary>Server: decides whether 0-RTT is compatible given the ticket's application data (RFC 9000 §7.4.1).</summary>
     public Func<ReadOnlySpan<byte>, bool>? AcceptEarlyData { get; set; }
 
+    /// <summary>Server: decides whether a ticket may be used at all given its application data (QUIC: issued for the same version, RFC 9369 §5).</summary>
+    internal Func<ReadOnlySpan<byte>, bool>? AcceptTicket { get; set; }
+
     /// <summary>
     /// Server: the strike register shared by every connection of one server that makes tickets single-use for
     /// 0-RTT. Without one, early data is always rejected (it could be replayed).
     /// </summary>
     internal EarlyDataAntiReplay? AntiReplay { get; set; }
 
-    /// <summary>Clock for ticket ages and certificate validity.</summary>
+    /// <summary>
+    /// Clock for ticket ages and lifetimes and certificate validity. A QUIC connection sets it to its own clock (the
+    /// time it is driven with), so that these follow the same time as the transport, simulated or real; the system
+    /// clock default only serves a handshake driven on its own.
+    /// </summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
     /// <summary>Largest handshake message accepted (buffered partial messages beyond this fail the handshake).</summary>

@@ -19,7 +19,10 @@ internal interface IEndpointConnectionOwner
     void OnRemoved();
 }
 
-/// <summary>The monotonic clock of the async layer, in ticks, aligned with UTC at start so address validation tokens survive restarts.</summary>
+/// <summary>
+/// The monotonic clock of the async layer, in ticks, aligned with UTC at start so address validation tokens survive
+/// restarts and so the connections' TLS can read it as wall time (ticket ages and lifetimes, certificate validity).
+/// </summary>
 internal static class QuicClock
 {
     private static readonly long s_epoch = DateTime.UtcNow.Ticks;

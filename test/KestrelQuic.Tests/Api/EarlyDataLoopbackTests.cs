@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using KestrelQuic.Connection;
@@ -14,7 +13,8 @@ public sealed class EarlyDataLoopbackTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
 
-    private static long Now() => (long)(Stopwatch.GetTimestamp() * ((double)TimeSpan.TicksPerSecond / Stopwatch.Frequency));
+    // The socket layer's clock: the core reads wall time (ticket age) from the time it is driven with, as UTC ticks.
+    private static long Now() => KestrelQuic.Udp.QuicClock.Now;
 
     [Fact]
     public async Task StreamOpenedIn0Rtt_IsEarlyData_LaterStreamIsNot()

@@ -63,6 +63,31 @@ public sealed class LoopbackTests
     }
 
     [Fact]
+    public async Task Connect_ClientStartingInV1_ServerPreferringV2_CompletesInV2()
+    {
+        // Compatible version negotiation (RFC 9368, RFC 9369) over real sockets: no Version Negotiation round trip.
+        await using QuicListener listener = await QuicListener.ListenAsync(ListenerOptions(c => c.SupportedVersions = [Protocol.QuicVersion.Version2, Protocol.QuicVersion.Version1]));
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(listener.LocalEndPoint)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+
+        Assert.Equal(Protocol.QuicVersion.Version2, client.Version);
+        Assert.Equal(Protocol.QuicVersion.Version2, server.Version);
+        byte[] payload = SimulationHelpers.Payload(100_000, 5);
+        Task<byte[]> serverRead = Task.Run(async () =>
+        {
+            await using QuicStream s = await server.AcceptInboundStreamAsync();
+            var received = new MemoryStream();
+            await s.CopyToAsync(received);
+            return received.ToArray();
+        });
+        await using QuicStream stream = await client.OpenOutboundStreamAsync(QuicStreamType.Unidirectional);
+        await stream.WriteAsync(payload);
+        stream.CompleteWrites();
+        Assert.Equal(payload, await serverRead.WaitAsync(Timeout));
+    }
+
+    [Fact]
     public async Task ManyStreams_BeyondPeerLimit_OpenWaitsThenAllComplete()
     {
         await using QuicListener listener = await QuicListener.ListenAsync(ListenerOptions(c => c.MaxBidirectionalStreams = 5));

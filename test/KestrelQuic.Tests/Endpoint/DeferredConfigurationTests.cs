@@ -157,6 +157,25 @@ public sealed class DeferredConfigurationTests
     }
 
     [Fact]
+    public void EndpointPreferringV2_DeferredHandshake_SwitchesAfterTheAcksSentInV1()
+    {
+        // While waiting, the server acknowledges in the client's version (RFC 9369 §4.1: before it has processed the
+        // transport parameters); once resumed, it negotiates v2 and the client follows.
+        using var pair = new EndpointPair(Deferred(c => c.SupportedVersions = [QuicVersion.Version2, QuicVersion.Version1]));
+        (EndpointConnection client, EndpointConnection server) = StartAndWait(pair);
+        pair.RunFor(TimeSpan.FromMilliseconds(300));
+        int sentWhileWaiting = pair.SentFrom(EndpointPair.ServerAddress).Count;
+        Assert.True(sentWhileWaiting > 0);
+        Assert.All(pair.SentFrom(EndpointPair.ServerAddress), d => Assert.Equal(QuicVersion.Version1, EndpointPackets.Header(d.Data).Version));
+
+        Resume(pair, server, SimulationHelpers.ServerConfig());
+        Assert.True(pair.RunUntilEstablished(client));
+        Assert.Equal(QuicVersion.Version2, server.Core.Version);
+        Assert.Equal(QuicVersion.Version2, client.Core.Version);
+        Assert.Equal(QuicVersion.Version2, EndpointPackets.Header(pair.SentFrom(EndpointPair.ServerAddress)[sentWhileWaiting].Data).Version);
+    }
+
+    [Fact]
     public void RefuseHandshake_EndsTheClientWithHandshakeFailure()
     {
         using var pair = new EndpointPair(Deferred());

@@ -30,7 +30,7 @@ internal sealed class EndpointPair : IDisposable
     public static readonly IPEndPoint ServerAddress = new(IPAddress.Parse("10.0.0.2"), 443);
 
     /// <summary>Initial clock value (ticks), far from zero so that token timestamps are positive.</summary>
-    public const long StartTime = 1_000_000_000_000;
+    public const long StartTime = SimulationClock.Epoch;
 
     /// <summary>A fixed static key, so tests can recompute reset tokens and restart a server with the same key.</summary>
     public static readonly byte[] StaticKey = Enumerable.Range(1, 32).Select(i => (byte)(i * 7)).ToArray();

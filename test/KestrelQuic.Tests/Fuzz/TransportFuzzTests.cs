@@ -238,7 +238,7 @@ public sealed class TransportFuzzTests(ITestOutputHelper output)
                     }
 
                     byte[] dcid = [1, 2, 3, 4, 5, 6, 7, 8];
-                    long now = TimeSpan.FromSeconds(1).Ticks;
+                    long now = SimulationClock.Epoch + TimeSpan.FromSeconds(1).Ticks;
                     using QuicConnectionCore server = QuicConnectionCore.CreateServer(config, QuicVersion.Version1, dcid, scid, SimulatedNetwork.ClientAddress, now);
                     server.ReceiveDatagram(InitialPackets.Build(QuicVersion.Version1, dcid, scid, clientHello), SimulatedNetwork.ClientAddress, now);
                     long sent = 0;

@@ -258,6 +258,18 @@ public sealed class TransportParametersTests
         DecodeError(data, sentByServer: true);
     }
 
+    [Fact]
+    public void VersionInformation_ChosenVersionOutsideAvailable_FailsOnlyFromAClient()
+    {
+        // RFC 9368 §4: a server treats a client's Chosen Version missing from its Available Versions as a parsing
+        // failure; a server's Available Versions need not contain its Chosen Version.
+        byte[] data = Param(0x11, [0, 0, 0, 1, 0x6b, 0x33, 0x43, 0xcf]);
+        DecodeError(data, sentByServer: false);
+        Assert.True(TransportParameters.TryDecode(data, sentByServer: true, out TransportParameters? p, out _));
+        Assert.Equal(QuicVersion.Version1, p!.VersionInformation!.ChosenVersion);
+        Assert.Equal([QuicVersion.Version2], p.VersionInformation.AvailableVersions);
+    }
+
     [Theory]
     [InlineData(0x03UL, 1200UL)]
     [InlineData(0x0aUL, 20UL)]

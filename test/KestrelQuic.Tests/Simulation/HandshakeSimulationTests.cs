@@ -208,9 +208,10 @@ public sealed class HandshakeSimulationTests
     [Fact]
     public void Version2_HandshakeCompletes()
     {
+        // Both sides prefer version 2 (a server preferring version 1 would switch the connection to it: RFC 9368).
         using var net = new SimulatedNetwork(
             SimulationHelpers.ClientConfig(c => c.SupportedVersions = new List<uint> { QuicVersion.Version2, QuicVersion.Version1 }),
-            SimulationHelpers.ServerConfig());
+            SimulationHelpers.ServerConfig(c => c.SupportedVersions = new List<uint> { QuicVersion.Version2, QuicVersion.Version1 }));
         Assert.True(net.RunUntilHandshakeComplete());
         Assert.Equal(QuicVersion.Version2, net.Client.Version);
         Assert.Equal(QuicVersion.Version2, net.Server!.Version);

@@ -24,7 +24,7 @@ public sealed class IdleConnectionMemoryTests
         var serverConfig = SimulationHelpers.ServerConfig();
         var clientConfig = SimulationHelpers.ClientConfig();
         var datagram = new byte[1500];
-        long now = TimeSpan.FromSeconds(1).Ticks;
+        long now = SimulationClock.Epoch + TimeSpan.FromSeconds(1).Ticks;
 
         QuicConnectionCore Connect(List<QuicConnectionCore> clients)
         {

@@ -45,13 +45,13 @@ internal sealed class SimulatedNetwork : IDisposable
     private long _toServerBusyUntil;
     private long _toClientBusyUntil;
 
-    public SimulatedNetwork(QuicConfiguration clientConfig, QuicConfiguration serverConfig, int seed = 1, KestrelQuic.Tls.EarlyDataAntiReplay? antiReplay = null)
+    public SimulatedNetwork(QuicConfiguration clientConfig, QuicConfiguration serverConfig, int seed = 1, KestrelQuic.Tls.EarlyDataAntiReplay? antiReplay = null, long? startTime = null)
     {
         _random = new Random(seed);
         AntiReplay = antiReplay ?? new KestrelQuic.Tls.EarlyDataAntiReplay();
         ClientConfig = clientConfig;
         ServerConfig = serverConfig;
-        Now = TimeSpan.FromSeconds(1).Ticks;
+        Now = startTime ?? SimulationClock.Epoch + TimeSpan.FromSeconds(1).Ticks;
         Client = QuicConnectionCore.CreateClient(clientConfig, ServerAddress, Now);
     }
 

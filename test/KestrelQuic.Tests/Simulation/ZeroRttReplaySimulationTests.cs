@@ -20,7 +20,8 @@ public sealed class ZeroRttReplaySimulationTests
 
     private static byte[] ObtainTicket(QuicConfiguration serverConfig)
     {
-        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), serverConfig);
+        // TLS reads the simulated clock: the ticket comes from a connection that ran before the resuming one.
+        using var net = new SimulatedNetwork(SimulationHelpers.ClientConfig(), serverConfig, startTime: SimulationClock.EarlierConnection);
         Assert.True(net.RunUntil(() => net.ClientEvents.Any(e => e.Kind == ConnectionEventKind.SessionTicketReceived), TimeSpan.FromSeconds(10)));
         return net.ClientEvents.First(e => e.Kind == ConnectionEventKind.SessionTicketReceived).Data!;
     }
@@ -207,7 +208,7 @@ public sealed class ZeroRttReplaySimulationTests
         return (server, events);
     }
 
-    private static TlsSessionTicket CopyWithReceivedAt(TlsSessionTicket t, DateTimeOffset receivedAt) => new()
+    internal static TlsSessionTicket CopyWithReceivedAt(TlsSessionTicket t, DateTimeOffset receivedAt) => new()
     {
         Ticket = t.Ticket,
         ResumptionSecret = t.ResumptionSecret,
