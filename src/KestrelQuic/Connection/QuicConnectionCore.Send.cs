@@ -525,10 +525,19 @@ internal sealed partial class QuicConnectionCore
                 {
                     QueueForSend(s);
                 }
-                else if (send.HasPendingData(s.SendFlow!.MaxData))
+                else
                 {
-                    // Blocked by connection-level flow control: DATA_BLOCKED goes out with the control frames.
-                    _dataBlockedPending = true;
+                    if (send.HasPendingData(s.SendFlow!.MaxData) || (_connectionSendFlow.IsBlocked && send.IsBlockedBy(s.SendFlow.MaxData)))
+                    {
+                        // Blocked by connection-level flow control: DATA_BLOCKED goes out with the control frames.
+                        _dataBlockedPending = true;
+                    }
+
+                    // Blocked by the stream's own limit, typically by the frame just written: say so now (RFC 9000
+                    // §4.1), or on the stream's next turn when this packet is full. Nothing else would bring the
+                    // stream back to the queue until the peer's MAX_STREAM_DATA, which a silent sender may wait for.
+                    any |= WriteStreamDataBlocked(ref w, s, sent);
+                    if (s.NeedsStreamDataBlocked(out _)) QueueForSend(s);
                 }
             }
 
@@ -568,15 +577,17 @@ internal sealed partial class QuicConnectionCore
             any = true;
         }
 
-        if (w.Remaining >= 1 + 8 + 8 && s.NeedsStreamDataBlocked(out long limit))
-        {
-            FrameWriter.WriteStreamDataBlocked(ref w, s.Id, (ulong)limit);
-            s.OnStreamDataBlockedSent(limit);
-            sent.AddFrame(new SentFrame { Kind = FrameKind.StreamDataBlocked, StreamId = s.Id, Value2 = limit });
-            any = true;
-        }
-
+        any |= WriteStreamDataBlocked(ref w, s, sent);
         return any;
+    }
+
+    private static bool WriteStreamDataBlocked(ref SpanWriter w, StreamState s, SentPacket sent)
+    {
+        if (w.Remaining < 1 + 8 + 8 || !s.NeedsStreamDataBlocked(out long limit)) return false;
+        FrameWriter.WriteStreamDataBlocked(ref w, s.Id, (ulong)limit);
+        s.OnStreamDataBlockedSent(limit);
+        sent.AddFrame(new SentFrame { Kind = FrameKind.StreamDataBlocked, StreamId = s.Id, Value2 = limit });
+        return true;
     }
 
     private bool WriteControlFrames(ref SpanWriter w, bool isOneRtt, SentPacket sent, long now)

@@ -45,14 +45,17 @@ internal sealed class SimulatedNetwork : IDisposable
     private long _toServerBusyUntil;
     private long _toClientBusyUntil;
 
-    public SimulatedNetwork(QuicConfiguration clientConfig, QuicConfiguration serverConfig, int seed = 1, KestrelQuic.Tls.EarlyDataAntiReplay? antiReplay = null)
+    private readonly KestrelQuic.Diagnostics.IConnectionTracerFactory? _tracers;
+
+    public SimulatedNetwork(QuicConfiguration clientConfig, QuicConfiguration serverConfig, int seed = 1, KestrelQuic.Tls.EarlyDataAntiReplay? antiReplay = null, KestrelQuic.Diagnostics.IConnectionTracerFactory? tracers = null)
     {
         _random = new Random(seed);
+        _tracers = tracers;
         AntiReplay = antiReplay ?? new KestrelQuic.Tls.EarlyDataAntiReplay();
         ClientConfig = clientConfig;
         ServerConfig = serverConfig;
         Now = TimeSpan.FromSeconds(1).Ticks;
-        Client = QuicConnectionCore.CreateClient(clientConfig, ServerAddress, Now);
+        Client = QuicConnectionCore.CreateClient(clientConfig, ServerAddress, Now, tracers: tracers);
     }
 
     /// <summary>The server's 0-RTT strike register (pass one to several networks to play one server across them).</summary>
@@ -181,6 +184,7 @@ internal sealed class SimulatedNetwork : IDisposable
                     d.Data.AsSpan(h.SourceConnectionIdOffset, h.SourceConnectionIdLength),
                     d.From,
                     Now,
+                    tracers: _tracers,
                     antiReplay: AntiReplay);
             }
 
