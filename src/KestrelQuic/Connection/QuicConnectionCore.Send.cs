@@ -342,10 +342,18 @@ internal sealed partial class QuicConnectionCore
         }
     }
 
-    /// <summary>Test hook: the next 1-RTT packet carries exactly these bytes as its payload (to exercise a peer's frame validation).</summary>
-    internal void InjectRawFrames(byte[] payload) => _injectedFrames = payload;
+    /// <summary>
+    /// Test hook: the next packet of <paramref name="packetType"/> (1-RTT by default; Handshake or 0-RTT to break the
+    /// RFC 9000 §12.4 packet-type rules) carries exactly these bytes as its payload (to exercise a peer's frame validation).
+    /// </summary>
+    internal void InjectRawFrames(byte[] payload, PacketType packetType = PacketType.OneRtt)
+    {
+        _injectedFrames = payload;
+        _injectedPacketType = packetType;
+    }
 
     private byte[]? _injectedFrames;
+    private PacketType _injectedPacketType;
 
     private const int MinPacketNumberSkipInterval = 256;
     private long _nextSkippedPacketNumber;
@@ -356,7 +364,7 @@ internal sealed partial class QuicConnectionCore
         bool ackEliciting = false;
         bool isOneRtt = type == PacketType.OneRtt;
         bool isZeroRtt = type == PacketType.ZeroRtt;
-        if (isOneRtt && _injectedFrames is byte[] injected && w.Remaining >= injected.Length)
+        if (_injectedFrames is byte[] injected && type == _injectedPacketType && w.Remaining >= injected.Length)
         {
             _injectedFrames = null;
             w.WriteBytes(injected);

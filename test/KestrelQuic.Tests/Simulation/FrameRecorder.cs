@@ -10,8 +10,11 @@ using KestrelQuic.Recovery;
 
 namespace KestrelQuic.Tests.Simulation;
 
-/// <summary>One frame a connection decrypted (or sent), decoded from the packet payload the core traced.</summary>
-internal readonly record struct RecordedFrame(long Time, PacketType PacketType, FrameType Type, ulong RawType, ulong StreamId, ulong Maximum);
+/// <summary>
+/// One frame a connection decrypted (or sent), decoded from the packet payload the core traced. <see cref="Rejected"/>:
+/// the decoder refused it (not allowed in this packet type, malformed); decoding of that packet stopped there.
+/// </summary>
+internal readonly record struct RecordedFrame(long Time, PacketType PacketType, FrameType Type, ulong RawType, ulong StreamId, ulong Maximum, bool Rejected = false);
 
 /// <summary>
 /// Plugs into the cores' trace hook (<see cref="IConnectionTracerFactory"/>) and decodes every packet's plaintext
@@ -43,8 +46,16 @@ internal sealed class FrameRecorder : IConnectionTracerFactory
         private static void Decode(List<RecordedFrame> into, long now, PacketType type, ReadOnlySpan<byte> payload)
         {
             var reader = new FrameReader(payload, type);
-            while (reader.TryReadFrame(out Frame frame, out _) == FrameReadStatus.Frame)
+            while (true)
             {
+                FrameReadStatus status = reader.TryReadFrame(out Frame frame, out TransportError error);
+                if (status == FrameReadStatus.End) return;
+                if (status == FrameReadStatus.Error)
+                {
+                    into.Add(new RecordedFrame(now, type, FrameRules.Normalize(error.FrameType), error.FrameType, 0, 0, Rejected: true));
+                    return;
+                }
+
                 if (frame.Type == FrameType.Padding) continue;
                 into.Add(new RecordedFrame(now, type, frame.Type, frame.RawType, frame.StreamId, frame.Maximum));
             }

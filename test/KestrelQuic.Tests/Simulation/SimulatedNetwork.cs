@@ -112,6 +112,9 @@ internal sealed class SimulatedNetwork : IDisposable
     /// </summary>
     public Func<byte[], byte[]?>? ServerlessResponder { get; set; }
 
+    /// <summary>Called when the server connection is created, before it processes the client's first datagram.</summary>
+    public Action<QuicConnectionCore>? ServerCreated { get; set; }
+
     /// <summary>Runs until <paramref name="condition"/> holds or <paramref name="timeout"/> of simulated time passes. Returns whether the condition held.</summary>
     public bool RunUntil(Func<bool> condition, TimeSpan timeout)
     {
@@ -186,6 +189,7 @@ internal sealed class SimulatedNetwork : IDisposable
                     Now,
                     tracers: _tracers,
                     antiReplay: AntiReplay);
+                ServerCreated?.Invoke(Server);
             }
 
             long before = GC.GetAllocatedBytesForCurrentThread();
