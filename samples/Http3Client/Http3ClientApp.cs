@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using KestrelQuic.Configuration;
 using KestrelQuic.Http;
@@ -150,14 +149,13 @@ public static class Http3ClientApp
 
         if (options.CaCerts is not null)
         {
-            var authorities = new X509Certificate2Collection();
-            authorities.ImportFromPemFile(options.CaCerts);
-            if (authorities.Count == 0)
+            // Read once here (validation loads it) and shared by every connection's copy of the configuration.
+            config.TrustedCertificateAuthoritiesPath = options.CaCerts;
+            string? problem = config.Validate().FirstOrDefault(e => e.StartsWith(nameof(QuicConfiguration.TrustedCertificateAuthoritiesPath), StringComparison.Ordinal));
+            if (problem is not null)
             {
-                throw new IOException($"No certificate in {options.CaCerts}.");
+                throw new IOException(problem);
             }
-
-            config.TrustedCertificateAuthorities = authorities;
         }
 
         if (options.Insecure)

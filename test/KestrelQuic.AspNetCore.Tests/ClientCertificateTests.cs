@@ -73,4 +73,64 @@ public sealed class ClientCertificateTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task RequireCertificate_ClientCertificateFromTheCaInManagedQuicTrustedCertificateAuthoritiesPath_IsAccepted(bool trustTheCa)
+    {
+        // Kestrel's own validation (no AllowAnyClientCertificate) accepts a client certificate only when its chain
+        // builds: the root comes from the "ManagedQuic:TrustedCertificateAuthoritiesPath" PEM file.
+        string dir = Directory.CreateTempSubdirectory("kq-ccca-").FullName;
+        try
+        {
+            using X509Certificate2 serverCertificate = Http3ServerApp.CreateEphemeralCertificate();
+            using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var caRequest = new CertificateRequest("CN=kq-client-ca", caKey, HashAlgorithmName.SHA256);
+            caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+            caRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
+            using X509Certificate2 ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest("CN=kq-ca-client", key, HashAlgorithmName.SHA256);
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.2")], false));
+            using X509Certificate2 client = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, 4]);
+            string caFile = Path.Combine(dir, "ca.pem");
+            string otherFile = Path.Combine(dir, "other.pem");
+            await File.WriteAllTextAsync(caFile, ca.ExportCertificatePem());
+            await File.WriteAllTextAsync(otherFile, serverCertificate.ExportCertificatePem());
+            await File.WriteAllTextAsync(Path.Combine(dir, "client.pem"), client.ExportCertificatePem());
+            await File.WriteAllTextAsync(Path.Combine(dir, "client.key"), key.ExportPkcs8PrivateKeyPem());
+
+            await using TestServer server = await TestServer.StartAsync(
+                [$"--ManagedQuic:TrustedCertificateAuthoritiesPath={(trustTheCa ? caFile : otherFile)}"],
+                map: app => app.MapGet("/whoami", (HttpContext context) => context.Connection.ClientCertificate?.Subject ?? "none"),
+                configure: builder => builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureHttpsDefaults(https =>
+                {
+                    https.ServerCertificate = serverCertificate;
+                    https.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
+                })));
+
+            string downloads = Directory.CreateDirectory(Path.Combine(dir, "out")).FullName;
+            PeerResult r = await Peers.GtlsClientAsync(
+                server.Port,
+                ["--exit-on-all-streams-close", $"--download={downloads}", "--timeout=5s", $"--key={Path.Combine(dir, "client.key")}", $"--cert={Path.Combine(dir, "client.pem")}"],
+                $"{server.Origin}/whoami");
+            string file = Path.Combine(downloads, "whoami");
+            if (trustTheCa)
+            {
+                Assert.True(r.ExitCode == 0, r.Tail);
+                Assert.Equal("CN=kq-ca-client", await File.ReadAllTextAsync(file));
+            }
+            else
+            {
+                Assert.True(!File.Exists(file) || new FileInfo(file).Length == 0, "a response arrived for an untrusted client certificate\n" + r.Tail);
+                Assert.Contains("CRYPTO_ERROR(0x12a)", r.StandardError, StringComparison.Ordinal); // TLS alert bad_certificate (42)
+                Assert.DoesNotContain(server.Requests, e => e.StartsWith("GET /whoami", StringComparison.Ordinal));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

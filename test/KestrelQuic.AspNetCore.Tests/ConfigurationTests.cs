@@ -182,6 +182,7 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
     [InlineData("--ManagedQuic:MaxStreams=5", "MaxStreams")]
     [InlineData("--ManagedQuic:MaxUnidirectionalStreams=2", "ManagedQuic:MaxUnidirectionalStreams must be at least 3")]
     [InlineData("--ManagedQuic:MaxBidirectionalStreams=0", "ManagedQuic:MaxBidirectionalStreams must be at least 1")]
+    [InlineData("--ManagedQuic:TrustedCertificateAuthoritiesPath=/nonexistent/ca.pem", "ManagedQuic:TrustedCertificateAuthoritiesPath names a file that does not exist: '/nonexistent/ca.pem'")]
     public async Task BadValue_FailsStartup_NamingTheKey(string arg, string named)
     {
         WebApplication app = TestServer.Build([arg], out _);

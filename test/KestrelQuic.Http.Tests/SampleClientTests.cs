@@ -214,6 +214,21 @@ public sealed class SampleClientTests : IDisposable
         Assert.Contains("remote transport_parameters initial_max_stream_data_uni=222222\n", parameters, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("missing.pem", "does not exist")]
+    [InlineData("empty.pem", "no PEM certificate")]
+    public async Task CaCertsFileMissingOrEmpty_ExitTwo_NamingTheFile(string name, string problem)
+    {
+        string file = Path.Combine(_dir, name);
+        if (name == "empty.pem") File.WriteAllText(file, string.Empty);
+
+        (int exit, _, string log) = await RunAsync("--ca-certs", file, "https://localhost:4433/");
+
+        Assert.Equal(2, exit);
+        Assert.Contains(problem, log);
+        Assert.Contains(file, log);
+    }
+
     [Fact]
     public async Task BadArguments_ExitTwo()
     {

@@ -6,7 +6,7 @@ namespace KestrelQuic.Tests.Shared;
 
 /// <summary>
 /// Lists the public API of an assembly (exported types and their public/protected members, one line each, sorted)
-/// and compares it with the checked-in api/&lt;Assembly&gt;.txt, so that API changes show up in review. Set
+/// and compares it with the checked-in test/Shared/api/&lt;Assembly&gt;.txt, so that API changes show up in review. Set
 /// KESTRELQUIC_UPDATE_API=1 to rewrite the files instead of failing.
 /// </summary>
 internal static class PublicApiListing
@@ -16,7 +16,7 @@ internal static class PublicApiListing
     public static void AssertMatchesCheckedIn(Assembly assembly)
     {
         string actual = Describe(assembly);
-        string path = Path.Combine(FindRepositoryRoot(), "api", assembly.GetName().Name + ".txt");
+        string path = Path.Combine(FindRepositoryRoot(), "test", "Shared", "api", assembly.GetName().Name + ".txt");
         if (Environment.GetEnvironmentVariable(UpdateVariable) == "1")
         {
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);

@@ -49,7 +49,9 @@ internal sealed class AsyncSignal : IValueTaskSource
             }
 
             _waiting = false;
-            _registration.Dispose();
+            // Unregister, not Dispose: Dispose waits for a cancellation callback already running, and that callback
+            // waits for _sync, which this thread holds (a deadlock that also froze the endpoint lock held by callers).
+            _registration.Unregister();
             _core.SetResult(true);
         }
     }

@@ -234,6 +234,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(options.RemoteEndPoint);
         ArgumentNullException.ThrowIfNull(options.Configuration);
+        cancellationToken.ThrowIfCancellationRequested();
         QuicConfiguration config = options.Configuration.Clone();
 
         IPEndPoint remote;
@@ -315,16 +316,27 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
         catch (TimeoutException)
         {
-            await connection.AbortAsync(0, "handshake timeout").ConfigureAwait(false);
+            await connection.AbandonHandshakeAsync("handshake timeout").ConfigureAwait(false);
             throw new QuicException(QuicError.ConnectionTimeout, null, $"The handshake did not complete within {options.HandshakeTimeout}.");
         }
         catch (OperationCanceledException)
         {
-            await connection.AbortAsync(0, "cancelled").ConfigureAwait(false);
+            await connection.AbandonHandshakeAsync("cancelled").ConfigureAwait(false);
             throw;
         }
 
         return connection;
+    }
+
+    /// <summary>
+    /// ConnectAsync gives up: sends CONNECTION_CLOSE at once and closes the connection's private socket. The caller
+    /// never receives this connection, so a closing period (3 PTOs, seconds before any RTT sample) would only keep
+    /// the socket and its port bound for nobody; a late server packet then meets a closed port instead.
+    /// </summary>
+    private async ValueTask AbandonHandshakeAsync(string reason)
+    {
+        await AbortAsync(0, reason).ConfigureAwait(false);
+        await _endpoint.DisposeAsync().ConfigureAwait(false);
     }
 
     private async Task EnforceHandshakeTimeoutAsync(TimeSpan timeout)

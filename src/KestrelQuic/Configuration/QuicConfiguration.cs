@@ -161,6 +161,19 @@ public sealed class QuicConfiguration
     /// <summary>Additional trusted certificate authorities (custom roots).</summary>
     public X509Certificate2Collection? TrustedCertificateAuthorities { get; set; }
 
+    /// <summary>
+    /// Path of a PEM file of additional trusted certificate authorities (a CA bundle: one or more
+    /// <c>-----BEGIN CERTIFICATE-----</c> blocks; other blocks are ignored), trusted together with
+    /// <see cref="TrustedCertificateAuthorities"/>. Read once, when <see cref="Validate"/> first runs (listening or
+    /// connecting does that) and shared by every <see cref="Clone"/>; set the property again to read the file anew.
+    /// A missing, unreadable or certificate-less file is a validation error. Default null.
+    /// </summary>
+    public string? TrustedCertificateAuthoritiesPath
+    {
+        get => _trustedCertificateAuthoritiesFile?.Path;
+        set => _trustedCertificateAuthoritiesFile = value is null ? null : new CertificateAuthorityFile(value);
+    }
+
     /// <summary>Called after chain validation; its result decides. Receives the leaf, the built chain and the policy errors found.</summary>
     public Func<X509Certificate2, X509Chain?, SslPolicyErrors, bool>? CertificateValidationCallback { get; set; }
 
@@ -284,6 +297,11 @@ public sealed class QuicConfiguration
 
         if (SessionTicketKey is not null && SessionTicketKey.Length != 32) errors.Add($"{nameof(SessionTicketKey)} must be 32 bytes (was {SessionTicketKey.Length}).");
         if (SessionTicketLifetime <= TimeSpan.Zero || SessionTicketLifetime > TimeSpan.FromDays(7)) errors.Add($"{nameof(SessionTicketLifetime)} must be between 0 and 7 days (was {SessionTicketLifetime}).");
+        if (_trustedCertificateAuthoritiesFile is { } caFile && caFile.Load() is string caProblem)
+        {
+            errors.Add($"{nameof(TrustedCertificateAuthoritiesPath)} {caProblem}");
+        }
+
         if (Certificate is not null && !Certificate.HasPrivateKey) errors.Add($"{nameof(Certificate)} must include its private key.");
         if (ClientCertificate is not null && !ClientCertificate.HasPrivateKey) errors.Add($"{nameof(ClientCertificate)} must include its private key.");
         if (!Enum.IsDefined(CongestionControl)) errors.Add($"{nameof(CongestionControl)} must be NewReno or Cubic (was {CongestionControl}).");
@@ -319,11 +337,71 @@ public sealed class QuicConfiguration
 
     private const ulong VarIntMax = (1UL << 62) - 1;
 
+    // Shared by clones (MemberwiseClone copies the reference): a client clones its configuration per connection, and
+    // the file must still be read only once.
+    private CertificateAuthorityFile? _trustedCertificateAuthoritiesFile;
+
+    /// <summary>
+    /// The roots chain validation trusts besides the system store: <see cref="TrustedCertificateAuthorities"/> plus
+    /// the certificates of <see cref="TrustedCertificateAuthoritiesPath"/> (loaded by <see cref="Validate"/>, which
+    /// every connection runs first; throws <see cref="InvalidOperationException"/> if the file cannot be loaded).
+    /// </summary>
+    internal X509Certificate2Collection? EffectiveTrustedCertificateAuthorities()
+    {
+        if (_trustedCertificateAuthoritiesFile is not { } file) return TrustedCertificateAuthorities;
+        if (file.Load() is string problem) throw new InvalidOperationException($"{nameof(TrustedCertificateAuthoritiesPath)} {problem}");
+        X509Certificate2Collection fromFile = file.Certificates!;
+        if (TrustedCertificateAuthorities is not { Count: > 0 } inMemory) return fromFile;
+        var both = new X509Certificate2Collection(inMemory);
+        both.AddRange(fromFile);
+        return both;
+    }
+
     private static void CheckRange(List<string> errors, string name, long value, long min, long max)
     {
         if (value < min || value > max)
         {
             errors.Add($"{name} must be between {min} and {max} (was {value}).");
+        }
+    }
+}
+
+/// <summary>A PEM file of trusted roots, read on first use; a failed read is retried next time (the file may appear later).</summary>
+internal sealed class CertificateAuthorityFile(string path)
+{
+    private readonly Lock _lock = new();
+    private X509Certificate2Collection? _certificates;
+
+    public string Path { get; } = path;
+
+    /// <summary>The certificates once <see cref="Load"/> succeeded.</summary>
+    public X509Certificate2Collection? Certificates => Volatile.Read(ref _certificates);
+
+    /// <summary>Reads the file unless already read; returns null on success, else what is wrong (completing "&lt;property&gt; ...").</summary>
+    public string? Load()
+    {
+        if (Certificates is not null) return null;
+        lock (_lock)
+        {
+            if (Certificates is not null) return null;
+            if (string.IsNullOrWhiteSpace(Path)) return "must name a PEM file (was empty).";
+            var certificates = new X509Certificate2Collection();
+            try
+            {
+                certificates.ImportFromPemFile(Path);
+            }
+            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+            {
+                return $"names a file that does not exist: '{Path}'.";
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or ArgumentException or NotSupportedException)
+            {
+                return $"could not be read as a PEM file: '{Path}': {e.Message}";
+            }
+
+            if (certificates.Count == 0) return $"names a file with no PEM certificate (-----BEGIN CERTIFICATE-----) in it: '{Path}'.";
+            Volatile.Write(ref _certificates, certificates);
+            return null;
         }
     }
 }

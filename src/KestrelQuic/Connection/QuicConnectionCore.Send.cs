@@ -345,10 +345,18 @@ internal sealed partial class QuicConnectionCore
         }
     }
 
-    /// <summary>Test hook: the next 1-RTT packet carries exactly these bytes as its payload (to exercise a peer's frame validation).</summary>
-    internal void InjectRawFrames(byte[] payload) => _injectedFrames = payload;
+    /// <summary>
+    /// Test hook: the next packet of <paramref name="packetType"/> (1-RTT by default; Handshake or 0-RTT to break the
+    /// RFC 9000 §12.4 packet-type rules) carries exactly these bytes as its payload (to exercise a peer's frame validation).
+    /// </summary>
+    internal void InjectRawFrames(byte[] payload, PacketType packetType = PacketType.OneRtt)
+    {
+        _injectedFrames = payload;
+        _injectedPacketType = packetType;
+    }
 
     private byte[]? _injectedFrames;
+    private PacketType _injectedPacketType;
 
     private const int MinPacketNumberSkipInterval = 256;
     private long _nextSkippedPacketNumber;
@@ -359,7 +367,7 @@ internal sealed partial class QuicConnectionCore
         bool ackEliciting = false;
         bool isOneRtt = type == PacketType.OneRtt;
         bool isZeroRtt = type == PacketType.ZeroRtt;
-        if (isOneRtt && _injectedFrames is byte[] injected && w.Remaining >= injected.Length)
+        if (_injectedFrames is byte[] injected && type == _injectedPacketType && w.Remaining >= injected.Length)
         {
             _injectedFrames = null;
             w.WriteBytes(injected);
@@ -528,10 +536,19 @@ internal sealed partial class QuicConnectionCore
                 {
                     QueueForSend(s);
                 }
-                else if (send.HasPendingData(s.SendFlow!.MaxData))
+                else
                 {
-                    // Blocked by connection-level flow control: DATA_BLOCKED goes out with the control frames.
-                    _dataBlockedPending = true;
+                    if (send.HasPendingData(s.SendFlow!.MaxData) || (_connectionSendFlow.IsBlocked && send.IsBlockedBy(s.SendFlow.MaxData)))
+                    {
+                        // Blocked by connection-level flow control: DATA_BLOCKED goes out with the control frames.
+                        _dataBlockedPending = true;
+                    }
+
+                    // Blocked by the stream's own limit, typically by the frame just written: say so now (RFC 9000
+                    // §4.1), or on the stream's next turn when this packet is full. Nothing else would bring the
+                    // stream back to the queue until the peer's MAX_STREAM_DATA, which a silent sender may wait for.
+                    any |= WriteStreamDataBlocked(ref w, s, sent);
+                    if (s.NeedsStreamDataBlocked(out _)) QueueForSend(s);
                 }
             }
 
@@ -571,15 +588,17 @@ internal sealed partial class QuicConnectionCore
             any = true;
         }
 
-        if (w.Remaining >= 1 + 8 + 8 && s.NeedsStreamDataBlocked(out long limit))
-        {
-            FrameWriter.WriteStreamDataBlocked(ref w, s.Id, (ulong)limit);
-            s.OnStreamDataBlockedSent(limit);
-            sent.AddFrame(new SentFrame { Kind = FrameKind.StreamDataBlocked, StreamId = s.Id, Value2 = limit });
-            any = true;
-        }
-
+        any |= WriteStreamDataBlocked(ref w, s, sent);
         return any;
+    }
+
+    private static bool WriteStreamDataBlocked(ref SpanWriter w, StreamState s, SentPacket sent)
+    {
+        if (w.Remaining < 1 + 8 + 8 || !s.NeedsStreamDataBlocked(out long limit)) return false;
+        FrameWriter.WriteStreamDataBlocked(ref w, s.Id, (ulong)limit);
+        s.OnStreamDataBlockedSent(limit);
+        sent.AddFrame(new SentFrame { Kind = FrameKind.StreamDataBlocked, StreamId = s.Id, Value2 = limit });
+        return true;
     }
 
     private bool WriteControlFrames(ref SpanWriter w, bool isOneRtt, SentPacket sent, long now)

@@ -205,6 +205,18 @@ internal sealed partial class QuicConnectionCore : IDisposable
 
     public ConnectionIdManager ConnectionIds => _connectionIds;
 
+    /// <summary>The key phase bit of the 1-RTT keys in use (RFC 9001 §6); false before 1-RTT keys exist.</summary>
+    internal bool KeyPhase => _oneRttKeys?.KeyPhase ?? false;
+
+    /// <summary>Key updates so far, started by either side (the key phase bit flips with each).</summary>
+    internal int KeyPhaseGeneration => _oneRttKeys?.Generation ?? 0;
+
+    /// <summary>True once the peer acknowledged a packet sealed with the current 1-RTT keys.</summary>
+    internal bool CurrentKeysAcknowledged => _oneRttKeys?.CurrentPhaseAcknowledged ?? false;
+
+    /// <summary>True once a packet opened with the current 1-RTT read keys arrived.</summary>
+    internal bool CurrentKeysReceived => _oneRttKeys is { FirstReceivedInPhase: < long.MaxValue };
+
     public byte[] OriginalDestinationConnectionId => _originalDestinationConnectionId;
 
     /// <summary>Packets and bytes counters for diagnostics and tests.</summary>

@@ -34,7 +34,7 @@ internal static class TlsOptionsFactory
             Groups = config.KeyExchangeGroups.Select(g => (NamedGroup)(ushort)g).ToArray(),
             ValidateCertificate = config.ValidateCertificates,
             UseSystemTrust = config.UseSystemTrust,
-            TrustedCertificateAuthorities = config.TrustedCertificateAuthorities,
+            TrustedCertificateAuthorities = config.EffectiveTrustedCertificateAuthorities(),
             CertificateValidationCallback = config.CertificateValidationCallback,
             DangerousAcceptAnyServerCertificate = config.DangerousAcceptAnyServerCertificate,
             EnableEarlyData = config.EnableEarlyData,

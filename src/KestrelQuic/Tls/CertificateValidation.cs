@@ -69,7 +69,7 @@ internal static class CertificateValidation
 
             if (noAnchors)
             {
-                text.Append("no trust anchors (UseSystemTrust is off and TrustedCertificateAuthorities is empty)");
+                text.Append("no trust anchors (UseSystemTrust is off and TrustedCertificateAuthorities/TrustedCertificateAuthoritiesPath give no root)");
                 alert = TlsAlert.UnknownCa;
             }
             else

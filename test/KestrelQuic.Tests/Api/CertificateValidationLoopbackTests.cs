@@ -111,6 +111,54 @@ public sealed class CertificateValidationLoopbackTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task CaFile_TrustingTheRootConnects_WithoutItRefusedWithUnknownCa()
+    {
+        (X509Certificate2 ca, X509Certificate2 leaf) = s_caAndLeaf.Value;
+        string dir = Directory.CreateTempSubdirectory("kq-cafile-").FullName;
+        try
+        {
+            // A bundle: an unrelated root first, then the one that signed the server's certificate.
+            string bundle = Path.Combine(dir, "bundle.pem");
+            await File.WriteAllTextAsync(bundle, TestCertificates.Localhost.ExportCertificatePem() + "\n" + ca.ExportCertificatePem() + "\n");
+            string unrelated = Path.Combine(dir, "unrelated.pem");
+            await File.WriteAllTextAsync(unrelated, TestCertificates.Localhost.ExportCertificatePem());
+
+            await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions(c => c.Certificate = leaf));
+            Task<QuicConnection> accept = listener.AcceptConnectionAsync().AsTask();
+            await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint, c =>
+            {
+                c.TrustedCertificateAuthorities = null;
+                c.UseSystemTrust = false;
+                c.TrustedCertificateAuthoritiesPath = bundle;
+            })).AsTask().WaitAsync(Timeout);
+            await using QuicConnection server = await accept.WaitAsync(Timeout);
+            Assert.Equal(leaf.Thumbprint, client.RemoteCertificate!.Thumbprint);
+            await LoopbackLifecycleTests.AssertEchoAsync(client, server, 1000);
+
+            // A file without the server's root: unknown_ca, and the server hears the alert.
+            (QuicException e, CapturingLoggerProvider log) = await ConnectExpectingFailure(leaf, c =>
+            {
+                c.TrustedCertificateAuthorities = null;
+                c.UseSystemTrust = false;
+                c.TrustedCertificateAuthoritiesPath = unrelated;
+            });
+            Assert.Equal(QuicError.TransportError, e.QuicError);
+            Assert.Equal(0x100 + 48, e.TransportErrorCode); // unknown_ca
+            Assert.Contains("unknown_ca", e.Message);
+            await AssertServerSawAlert(log, "unknown_ca");
+
+            // A missing file stops ConnectAsync before any packet, naming the property.
+            ArgumentException invalid = await Assert.ThrowsAsync<ArgumentException>(() => QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint, c =>
+                c.TrustedCertificateAuthoritiesPath = Path.Combine(dir, "missing.pem"))).AsTask());
+            Assert.Contains(nameof(QuicConfiguration.TrustedCertificateAuthoritiesPath), invalid.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Callback_SeesPolicyErrorsAndCanAccept()
     {
         SslPolicyErrors seen = SslPolicyErrors.None;

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using KestrelQuic.Configuration;
+using KestrelQuic.Connection;
 using KestrelQuic.Tests.Simulation;
 
 namespace KestrelQuic.Tests.Api;
@@ -188,8 +189,22 @@ public sealed class LoopbackTests
     public async Task PingDatagramsKeyUpdateAndConnectionIdChange_Work()
     {
         await using QuicListener listener = await QuicListener.ListenAsync(ListenerOptions(c => c.MaxDatagramFrameSize = 1200));
+
+        // Through a relay that records the destination connection ID of every short-header datagram to the server.
+        int cidLength = new QuicConfiguration().ConnectionIdLength;
+        var dcids = new List<string>();
+        await using var relay = new KestrelQuic.Testing.UdpRelay(listener.LocalEndPoint, seed: 1);
+        relay.ToServer.Filter = (_, datagram) =>
+        {
+            if ((datagram[0] & 0x80) == 0 && datagram.Length > cidLength)
+            {
+                lock (dcids) dcids.Add(Convert.ToHexString(datagram, 1, cidLength));
+            }
+
+            return true;
+        };
         Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
-        await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(listener.LocalEndPoint, c => c.MaxDatagramFrameSize = 1200)).AsTask().WaitAsync(Timeout);
+        await using QuicConnection client = await QuicConnection.ConnectAsync(ClientOptions(relay.LocalEndPoint, c => c.MaxDatagramFrameSize = 1200)).AsTask().WaitAsync(Timeout);
         await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
 
         await client.PingAsync().AsTask().WaitAsync(Timeout);
@@ -198,9 +213,43 @@ public sealed class LoopbackTests
         byte[] datagram = await server.ReceiveDatagramAsync().AsTask().WaitAsync(Timeout);
         Assert.Equal(new byte[] { 7, 7, 7 }, datagram);
 
+        // Key update (RFC 9001 §6): the client moves to key phase 1 at once, the server when it opens a packet of it.
         await client.PingAsync().AsTask().WaitAsync(Timeout); // confirms the handshake on both sides before the key update
+        QuicConnectionCore clientCore = client.Handle.Core, serverCore = server.Handle.Core;
+        lock (client.Endpoint.Lock) Assert.Equal((false, 0), (clientCore.KeyPhase, clientCore.KeyPhaseGeneration));
+        lock (server.Endpoint.Lock) Assert.Equal((false, 0), (serverCore.KeyPhase, serverCore.KeyPhaseGeneration));
         Assert.True(client.RequestKeyUpdate());
+        lock (client.Endpoint.Lock) Assert.Equal((true, 1), (clientCore.KeyPhase, clientCore.KeyPhaseGeneration));
+
+        // Data flows both ways under the new keys, and each side has opened packets sealed with them.
+        await LoopbackLifecycleTests.AssertEchoAsync(client, server, 200_000);
+        await LoopbackLifecycleTests.WaitUntilAsync(() =>
+        {
+            lock (client.Endpoint.Lock)
+            {
+                lock (server.Endpoint.Lock)
+                {
+                    return serverCore.KeyPhase && serverCore.KeyPhaseGeneration == 1 && serverCore.CurrentKeysReceived && serverCore.CurrentKeysAcknowledged
+                        && clientCore.CurrentKeysReceived && clientCore.CurrentKeysAcknowledged;
+                }
+            }
+        });
+        lock (client.Endpoint.Lock) Assert.Equal(1, clientCore.Statistics.KeyUpdates);
+        lock (server.Endpoint.Lock) Assert.Equal(1, serverCore.Statistics.KeyUpdates);
+
+        // Connection ID change (RFC 9000 §5.1.2): later packets reach the server under another ID it issued, and the
+        // old one is retired.
+        byte[] oldId, newId;
+        lock (client.Endpoint.Lock) oldId = clientCore.ConnectionIds.ActivePeer!.ConnectionId;
+        string[] before;
+        lock (dcids) before = dcids.ToArray();
+        Assert.Contains(Convert.ToHexString(oldId), before);
         Assert.True(client.ChangeConnectionId());
+        lock (client.Endpoint.Lock) newId = clientCore.ConnectionIds.ActivePeer!.ConnectionId;
+        Assert.NotEqual(oldId, newId);
+        lock (server.Endpoint.Lock) Assert.NotNull(serverCore.ConnectionIds.FindLocal(newId));
+        Assert.DoesNotContain(Convert.ToHexString(newId), before);
+
         await using QuicStream s = await client.OpenOutboundStreamAsync(QuicStreamType.Unidirectional);
         Assert.False(s.CanRead);
         await s.WriteAsync(new byte[] { 1, 2, 3, 4 }, completeWrites: true);
@@ -210,6 +259,25 @@ public sealed class LoopbackTests
         var ms = new MemoryStream();
         await inbound.CopyToAsync(ms).WaitAsync(Timeout);
         Assert.Equal(new byte[] { 1, 2, 3, 4 }, ms.ToArray());
+        lock (dcids) Assert.Contains(Convert.ToHexString(newId), dcids);
+
+        // RETIRE_CONNECTION_ID arrived: the server no longer routes the old ID; from then on only the new one is seen.
+        await LoopbackLifecycleTests.WaitUntilAsync(() =>
+        {
+            lock (server.Endpoint.Lock) return serverCore.ConnectionIds.FindLocal(oldId) is null;
+        });
+        int seen;
+        lock (dcids) seen = dcids.Count;
+        await client.PingAsync().AsTask().WaitAsync(Timeout);
+        await LoopbackLifecycleTests.AssertEchoAsync(client, server, 50_000);
+        lock (dcids)
+        {
+            Assert.True(dcids.Count > seen);
+            Assert.All(dcids.Skip(seen), d => Assert.Equal(Convert.ToHexString(newId), d));
+        }
+
+        Assert.Null(client.CloseReason);
+        Assert.Null(server.CloseReason);
     }
 
     [Fact]

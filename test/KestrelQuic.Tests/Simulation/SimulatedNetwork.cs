@@ -45,14 +45,17 @@ internal sealed class SimulatedNetwork : IDisposable
     private long _toServerBusyUntil;
     private long _toClientBusyUntil;
 
-    public SimulatedNetwork(QuicConfiguration clientConfig, QuicConfiguration serverConfig, int seed = 1, KestrelQuic.Tls.EarlyDataAntiReplay? antiReplay = null, long? startTime = null)
+    private readonly KestrelQuic.Diagnostics.IConnectionTracerFactory? _tracers;
+
+    public SimulatedNetwork(QuicConfiguration clientConfig, QuicConfiguration serverConfig, int seed = 1, KestrelQuic.Tls.EarlyDataAntiReplay? antiReplay = null, long? startTime = null, KestrelQuic.Diagnostics.IConnectionTracerFactory? tracers = null)
     {
         _random = new Random(seed);
+        _tracers = tracers;
         AntiReplay = antiReplay ?? new KestrelQuic.Tls.EarlyDataAntiReplay();
         ClientConfig = clientConfig;
         ServerConfig = serverConfig;
         Now = startTime ?? SimulationClock.Epoch + TimeSpan.FromSeconds(1).Ticks;
-        Client = QuicConnectionCore.CreateClient(clientConfig, ServerAddress, Now);
+        Client = QuicConnectionCore.CreateClient(clientConfig, ServerAddress, Now, tracers: tracers);
     }
 
     /// <summary>The server's 0-RTT strike register (pass one to several networks to play one server across them).</summary>
@@ -108,6 +111,9 @@ internal sealed class SimulatedNetwork : IDisposable
     /// returns a datagram to send back to the client (e.g. a stateless reset) or null.
     /// </summary>
     public Func<byte[], byte[]?>? ServerlessResponder { get; set; }
+
+    /// <summary>Called when the server connection is created, before it processes the client's first datagram.</summary>
+    public Action<QuicConnectionCore>? ServerCreated { get; set; }
 
     /// <summary>Runs until <paramref name="condition"/> holds or <paramref name="timeout"/> of simulated time passes. Returns whether the condition held.</summary>
     public bool RunUntil(Func<bool> condition, TimeSpan timeout)
@@ -181,7 +187,9 @@ internal sealed class SimulatedNetwork : IDisposable
                     d.Data.AsSpan(h.SourceConnectionIdOffset, h.SourceConnectionIdLength),
                     d.From,
                     Now,
+                    tracers: _tracers,
                     antiReplay: AntiReplay);
+                ServerCreated?.Invoke(Server);
             }
 
             long before = GC.GetAllocatedBytesForCurrentThread();
