@@ -38,16 +38,13 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
     [Fact]
     public async Task EnvironmentVariable_ManagedQuicMaxData_ReachesTransportParameters()
     {
-        Environment.SetEnvironmentVariable("ManagedQuic__MaxData", "2500000");
-        try
-        {
-            PeerResult r = await FetchAsync([]);
-            Assert.Equal("2500000", r.ServerTransportParameter("initial_max_data"));
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("ManagedQuic__MaxData", null);
-        }
+        // Environment variables are process-wide: the sample runs as a child process with its own.
+        int port = TestServer.GetFreePort();
+        await using SampleProcess sample = SampleProcess.Start(["--urls", $"https://127.0.0.1:{port}"], new Dictionary<string, string> { ["ManagedQuic__MaxData"] = "2500000" });
+        await sample.WaitForOutputAsync("Application started", TimeSpan.FromSeconds(60));
+        PeerResult r = await Peers.GtlsClientAsync(port, ["--exit-on-all-streams-close"], $"https://localhost:{port}/bytes/10");
+        Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
+        Assert.Equal("2500000", r.ServerTransportParameter("initial_max_data"));
     }
 
     [Fact]
@@ -283,35 +280,25 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
     [Fact]
     public async Task AspNetCoreUrlsVariable_ChoosesTheEndpoint_EphemeralCertificateSpkiIsLogged()
     {
+        // No --urls: the variable (set for the child process only) chooses the endpoint.
         int port = TestServer.GetFreePort();
-        using var logs = new ListLoggerProvider();
-        WebApplication app;
-        Environment.SetEnvironmentVariable("ASPNETCORE_URLS", $"https://127.0.0.1:{port}");
-        try
-        {
-            // No --urls: the variable is read when the builder is created.
-            app = Http3ServerApp.Create([], builder =>
-            {
-                builder.Logging.ClearProviders();
-                builder.Logging.AddProvider(logs);
-            });
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("ASPNETCORE_URLS", null);
-        }
+        await using SampleProcess sample = SampleProcess.Start([], new Dictionary<string, string> { ["ASPNETCORE_URLS"] = $"https://127.0.0.1:{port}" });
+        await sample.WaitForOutputAsync("Application started", TimeSpan.FromSeconds(60));
+        Assert.Contains($"Now listening on: https://127.0.0.1:{port}", sample.Output, StringComparison.Ordinal);
+        await Peers.AssertPageServedOverHttp3Async(port);
 
-        await using (app)
+        // The SPKI hash a browser is told to trust is in the log (base64 of the SHA-256 of the SubjectPublicKeyInfo)
+        // and is the certificate's the server presents over QUIC.
+        Match logged = Regex.Match(sample.Output, @"SPKI SHA-256 \(base64\): (\S+)");
+        Assert.True(logged.Success, sample.Output);
+        string spki = logged.Groups[1].Value;
+        Assert.Equal(44, spki.Length);
+        await using QuicConnection connection = await QuicConnection.ConnectAsync(new QuicClientConnectionOptions
         {
-            await app.StartAsync();
-            await Peers.AssertPageServedOverHttp3Async(port);
-
-            // The SPKI hash a browser is told to trust is in the log (base64 of the SHA-256 of the SubjectPublicKeyInfo).
-            string spki = app.Services.GetRequiredService<EphemeralCertificate>().SpkiHash;
-            Assert.Equal(44, spki.Length);
-            Assert.Contains(logs.Entries, e => e.Contains("SPKI SHA-256 (base64): " + spki, StringComparison.Ordinal));
-            await app.StopAsync();
-        }
+            RemoteEndPoint = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port),
+            Configuration = new KestrelQuic.Configuration.QuicConfiguration { ApplicationProtocols = { "h3" }, ServerName = "localhost", DangerousAcceptAnyServerCertificate = true },
+        });
+        Assert.Equal(spki, Http3ServerApp.GetSpkiHash(connection.RemoteCertificate!));
     }
 
     [Fact]

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Http;
 namespace KestrelQuic.AspNetCore.Tests;
 
 /// <summary>Our HTTP/3 client (KestrelQuic.Http) against our Kestrel sample: both ends managed, Kestrel's HTTP/3 in between.</summary>
+[Collection(ServerCollection.Name)]
 public sealed class ManagedHttp3ClientTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
