@@ -296,6 +296,7 @@ public static class Http3ClientApp
                     QuicConfiguration config = options.Configuration.Clone();
                     config.ApplicationProtocols = ["hq-interop"];
                     string host = uri.HostNameType == UriHostNameType.IPv6 ? uri.IdnHost.Trim('[', ']') : uri.IdnHost;
+                    config.ServerName ??= host; // checked against the certificate, an IP literal too (never sent as SNI)
                     connection = QuicConnection.ConnectAsync(
                         new QuicClientConnectionOptions
                         {

@@ -143,10 +143,10 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
         // Servers do not open bidirectional streams in HTTP/3 (RFC 9114 §6.1).
         config.MaxBidirectionalStreams = 0;
         config.EnableEarlyData |= _options.EnableEarlyData;
-        if (_serverName is not null && !IPAddress.TryParse(_serverName, out _))
-        {
-            config.ServerName ??= _serverName;
-        }
+
+        // The certificate must be for the request's authority, an IP literal included: the engine checks
+        // ServerName against the certificate's names (DNS or IP) and never sends an IP literal as SNI.
+        config.ServerName ??= _serverName ?? _host;
 
         return new QuicClientConnectionOptions
         {
