@@ -39,9 +39,9 @@ public sealed class Http3HandlerOptions
     public IQuicSessionStore? SessionStore { get; set; }
 
     /// <summary>
-    /// Send idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE without a body) in 0-RTT when a session ticket
-    /// allows it. 0-RTT data can be replayed by an attacker, which is why other requests always wait for the handshake.
-    /// Default false.
+    /// Send requests with a safe method (GET, HEAD, OPTIONS, TRACE) and no body in 0-RTT when a session ticket allows
+    /// it. 0-RTT data can be replayed by an attacker, which is why other requests (POST, but also PUT and DELETE) always
+    /// wait for the handshake. Default false.
     /// </summary>
     public bool EnableEarlyData { get; set; }
 
