@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -75,6 +77,76 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
         PeerResult never = await FetchAsync(["--ManagedQuic:Retry=Never"]);
         Assert.DoesNotContain("type=Retry", never.StandardError);
         Assert.Null(never.ServerTransportParameter("retry_source_connection_id"));
+    }
+
+    [Theory]
+    [InlineData(1, true)]
+    [InlineData(2, false)]
+    public async Task RetryUnderLoad_RetriesOnlyOnceHandshakesInProgressReachTheThreshold(int threshold, bool retryExpected)
+    {
+        await using TestServer server = await TestServer.StartAsync(["--ManagedQuic:Retry=UnderLoad", $"--ManagedQuic:RetryHandshakeThreshold={threshold}"]);
+
+        // No handshake in progress: no Retry.
+        PeerResult idle = await Peers.GtlsClientAsync(server.Port, ["--exit-on-all-streams-close"], $"{server.Origin}/bytes/10");
+        Assert.True(idle.ExitCode == 0 && !idle.TimedOut, idle.Tail);
+        Assert.DoesNotContain("type=Retry", idle.StandardError, StringComparison.Ordinal);
+
+        // One handshake that never completes: a client's Initial sent from a socket that then stays silent. The
+        // server answers it with its own Initial, not a Retry (nothing was in progress before it).
+        using Socket stalled = await StartStalledHandshakeAsync(server.Port);
+
+        PeerResult loaded = await Peers.GtlsClientAsync(server.Port, ["--exit-on-all-streams-close"], $"{server.Origin}/bytes/20");
+        output.WriteLine(string.Join('\n', loaded.StandardError.Split('\n').Where(l => l.Contains("Retry", StringComparison.Ordinal))));
+        Assert.True(loaded.ExitCode == 0 && !loaded.TimedOut, loaded.Tail);
+        if (retryExpected)
+        {
+            Assert.Contains("type=Retry", loaded.StandardError, StringComparison.Ordinal);
+            Assert.NotNull(loaded.ServerTransportParameter("retry_source_connection_id"));
+        }
+        else
+        {
+            Assert.DoesNotContain("type=Retry", loaded.StandardError, StringComparison.Ordinal);
+            Assert.Null(loaded.ServerTransportParameter("retry_source_connection_id"));
+        }
+
+        Assert.Contains("GET /bytes/20 HTTP/3", server.Requests);
+    }
+
+    /// <summary>
+    /// Sends a genuine client Initial (captured from our engine's client) to the server from a fresh socket, and
+    /// returns that socket once the server answered with an Initial: the server now has a handshake in progress that
+    /// will not complete.
+    /// </summary>
+    private static async Task<Socket> StartStalledHandshakeAsync(int port)
+    {
+        byte[] initial;
+        using (var capture = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+        {
+            capture.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            using var stop = new CancellationTokenSource();
+            Task connect = QuicConnection.ConnectAsync(
+                new QuicClientConnectionOptions
+                {
+                    RemoteEndPoint = (IPEndPoint)capture.LocalEndPoint!,
+                    Configuration = new KestrelQuic.Configuration.QuicConfiguration { ApplicationProtocols = { "h3" }, ServerName = "localhost", DangerousAcceptAnyServerCertificate = true },
+                },
+                stop.Token).AsTask();
+            byte[] buffer = new byte[65536];
+            int n = await capture.ReceiveAsync(buffer).WaitAsync(TimeSpan.FromSeconds(10));
+            initial = buffer[..n];
+            await stop.CancelAsync();
+            await Assert.ThrowsAnyAsync<Exception>(() => connect);
+        }
+
+        var stalled = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        stalled.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        await stalled.SendToAsync(initial, new IPEndPoint(IPAddress.Loopback, port));
+        byte[] answer = new byte[65536];
+        await stalled.ReceiveAsync(answer).WaitAsync(TimeSpan.FromSeconds(10));
+        // Long header, QUIC v1 packet type in bits 4-5: 0 Initial, 3 Retry.
+        Assert.True((answer[0] & 0x80) != 0, "the server's answer has no long header");
+        Assert.Equal(0, (answer[0] & 0x30) >> 4);
+        return stalled;
     }
 
     [Fact]
