@@ -19,7 +19,7 @@ public static class Http3ClientApp
           --ca-certs FILE         trust the CA certificates in FILE (PEM) in addition to the system store
           --insecure              do not validate the server certificate
           -d, --data TEXT         send TEXT as the body of a POST
-          --data-file FILE        send the content of FILE as the body of a POST
+          --data-file FILE        send the content of FILE (streamed) as the body of a POST
           -i, --include           print the response status and headers before the body
           -l, --secrets-log FILE  append TLS secrets to FILE (NSS key log format, for Wireshark)
           -q, --qlog-dir DIR      write a qlog trace (JSON-SEQ) per connection into DIR
@@ -106,7 +106,7 @@ public static class Http3ClientApp
                 {
                     totalBytes += await request.ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is HttpRequestException or HttpIOException or IOException or OperationCanceledException or InvalidOperationException or System.Net.Sockets.SocketException)
+                catch (Exception e) when (e is HttpRequestException or HttpIOException or IOException or OperationCanceledException or InvalidOperationException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
                 {
                     allSucceeded = false;
                     string code = ManagedHttp3Handler.TryGetHttp3ErrorCode(e, out long h3) ? $" (HTTP/3 error 0x{h3:x})" : string.Empty;
@@ -177,10 +177,16 @@ public static class Http3ClientApp
     private static async Task<long> FetchAsync(HttpClient client, Options options, string url, int index, Stream stdout, SemaphoreSlim stdoutLock, TextWriter stderr, CancellationToken cancellationToken)
     {
         var uri = new Uri(url, UriKind.Absolute);
-        using var request = new HttpRequestMessage(options.Body is null ? HttpMethod.Get : HttpMethod.Post, uri);
+        using var request = new HttpRequestMessage(options.HasBody ? HttpMethod.Post : HttpMethod.Get, uri);
         if (options.Body is not null)
         {
             request.Content = new ByteArrayContent(options.Body);
+        }
+        else if (options.DataFile is not null)
+        {
+            // Streamed from the file as it is sent (each parallel request reads its own copy); Content-Length when the
+            // file has a length (not a pipe).
+            request.Content = new StreamContent(new FileStream(options.DataFile, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024, FileOptions.Asynchronous | FileOptions.SequentialScan), 64 * 1024);
         }
 
         var watch = Stopwatch.StartNew();
@@ -200,9 +206,9 @@ public static class Http3ClientApp
     /// <summary>HTTP/0.9 over QUIC (hq-interop): "GET /path\r\n" on a bidirectional stream, the body until the FIN.</summary>
     private static async Task<long> FetchLegacyAsync(LegacyConnections connections, Options options, string url, int index, Stream stdout, SemaphoreSlim stdoutLock, TextWriter stderr, CancellationToken cancellationToken)
     {
-        if (options.Body is not null)
+        if (options.HasBody)
         {
-            throw new InvalidOperationException("HTTP/0.9 has no request bodies (--data with --legacy-http).");
+            throw new InvalidOperationException("HTTP/0.9 has no request bodies (--data or --data-file with --legacy-http).");
         }
 
         var uri = new Uri(url, UriKind.Absolute);
@@ -241,27 +247,69 @@ public static class Http3ClientApp
             return file.Length - (head?.Length ?? 0);
         }
 
-        // Whole bodies on stdout, one at a time, so parallel responses do not interleave.
-        var memory = new MemoryStream();
-        await body.CopyToAsync(memory, 256 * 1024, cancellationToken).ConfigureAwait(false);
-        await stdoutLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        // Bodies go to stdout one at a time, so that parallel responses do not interleave: the response holding stdout
+        // streams straight through; the others keep reading (their unread data would otherwise hold the connection's
+        // flow-control window and stall the one being written) into memory until their turn, then stream the rest.
+        byte[] buffer = new byte[256 * 1024];
+        long length = 0;
+        var waiting = new MemoryStream();
+        Task turn = stdoutLock.WaitAsync(cancellationToken);
+        bool ended = false;
         try
         {
+            while (!turn.IsCompleted)
+            {
+                int n = await body.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    ended = true;
+                    break;
+                }
+
+                waiting.Write(buffer, 0, n);
+                length += n;
+            }
+
+            await turn.ConfigureAwait(false);
             if (head is not null)
             {
                 await stdout.WriteAsync(head, cancellationToken).ConfigureAwait(false);
             }
 
-            memory.Position = 0;
-            await memory.CopyToAsync(stdout, cancellationToken).ConfigureAwait(false);
-            await stdout.FlushAsync(cancellationToken).ConfigureAwait(false);
+            if (waiting.Length > 0)
+            {
+                await stdout.WriteAsync(waiting.GetBuffer().AsMemory(0, (int)waiting.Length), cancellationToken).ConfigureAwait(false);
+                await stdout.FlushAsync(cancellationToken).ConfigureAwait(false);
+                waiting = new MemoryStream();
+            }
+
+            while (!ended)
+            {
+                int n = await body.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    break;
+                }
+
+                await stdout.WriteAsync(buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
+                await stdout.FlushAsync(cancellationToken).ConfigureAwait(false);
+                length += n;
+            }
         }
         finally
         {
-            stdoutLock.Release();
+            if (turn.IsCompletedSuccessfully)
+            {
+                stdoutLock.Release();
+            }
+            else
+            {
+                // Cancelled or failed before our turn: release it if the wait still succeeds later.
+                _ = turn.ContinueWith(static (t, l) => ((SemaphoreSlim)l!).Release(), stdoutLock, CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
         }
 
-        return memory.Length;
+        return length;
     }
 
     private static byte[] FormatHead(HttpResponseMessage response)
@@ -294,6 +342,7 @@ public static class Http3ClientApp
                     QuicConfiguration config = options.Configuration.Clone();
                     config.ApplicationProtocols = ["hq-interop"];
                     string host = uri.HostNameType == UriHostNameType.IPv6 ? uri.IdnHost.Trim('[', ']') : uri.IdnHost;
+                    config.ServerName ??= host; // checked against the certificate, an IP literal too (never sent as SNI)
                     connection = QuicConnection.ConnectAsync(
                         new QuicClientConnectionOptions
                         {
@@ -371,6 +420,10 @@ public static class Http3ClientApp
 
         public byte[]? Body { get; private set; }
 
+        public string? DataFile { get; private set; }
+
+        public bool HasBody => Body is not null || DataFile is not null;
+
         public bool Include { get; private set; }
 
         public string? SecretsLog { get; private set; }
@@ -404,8 +457,8 @@ public static class Http3ClientApp
                 {
                     case "--ca-certs": o.CaCerts = Value(); break;
                     case "-k" or "--insecure": o.Insecure = true; break;
-                    case "-d" or "--data": o.Body = Encoding.UTF8.GetBytes(Value()); break;
-                    case "--data-file": o.Body = File.ReadAllBytes(Value()); break;
+                    case "-d" or "--data": o.Body = Encoding.UTF8.GetBytes(Value()); o.DataFile = null; break;
+                    case "--data-file": o.DataFile = CheckExists(arg, Value()); o.Body = null; break;
                     case "-i" or "--include": o.Include = true; break;
                     case "-l" or "--secrets-log": o.SecretsLog = Value(); break;
                     case "-q" or "--qlog-dir": o.QlogDirectory = Value(); break;
@@ -440,6 +493,10 @@ public static class Http3ClientApp
 
             return o;
         }
+
+        /// <summary>Fails as a bad argument (exit code 2) when there is no such file. Not opened here: a pipe would block.</summary>
+        private static string CheckExists(string name, string path) =>
+            File.Exists(path) ? path : throw new ArgumentException($"{name} {path}: no such file.");
 
         private static long ParsePositive(string name, string value) =>
             long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out long n) && n > 0 ? n : throw new ArgumentException($"{name} needs a positive integer.");

@@ -20,13 +20,17 @@ public sealed class AltSvcHttp3Handler : HttpMessageHandler
 
     /// <summary>Creates the handler.</summary>
     /// <param name="options">Options of the HTTP/3 handler.</param>
-    /// <param name="fallback">Handler for requests without a usable HTTP/3 alternative; null: a new <see cref="SocketsHttpHandler"/> (disposed with this handler).</param>
+    /// <param name="fallback">
+    /// Handler for requests without a usable HTTP/3 alternative; null: a new <see cref="SocketsHttpHandler"/> (disposed
+    /// with this handler) that trusts the server certificates the HTTP/3 connections trust (the certificate settings of
+    /// <see cref="Http3HandlerOptions.Configuration"/>: trusted authorities, validation callback, system trust).
+    /// </param>
     /// <param name="disposeFallback">Whether disposing this handler disposes <paramref name="fallback"/>.</param>
     public AltSvcHttp3Handler(Http3HandlerOptions options, HttpMessageHandler? fallback = null, bool disposeFallback = true)
     {
         ArgumentNullException.ThrowIfNull(options);
         _http3 = new ManagedHttp3Handler(options);
-        _fallback = new HttpMessageInvoker(fallback ?? new SocketsHttpHandler(), fallback is null || disposeFallback);
+        _fallback = new HttpMessageInvoker(fallback ?? CreateDefaultFallback(options.Configuration), fallback is null || disposeFallback);
     }
 
     /// <summary>How long an alternative that failed to connect is not tried again. Default 5 minutes.</summary>
@@ -84,6 +88,19 @@ public sealed class AltSvcHttp3Handler : HttpMessageHandler
         }
 
         base.Dispose(disposing);
+    }
+
+    private static SocketsHttpHandler CreateDefaultFallback(KestrelQuic.Configuration.QuicConfiguration configuration)
+    {
+        var handler = new SocketsHttpHandler();
+        if (TcpCertificateValidation.IsCustom(configuration))
+        {
+            // A copy: later changes to the caller's options do not apply, as for the HTTP/3 handler.
+            KestrelQuic.Configuration.QuicConfiguration trust = configuration.Clone();
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, errors) => TcpCertificateValidation.Validate(trust, certificate, chain, errors);
+        }
+
+        return handler;
     }
 
     private void Learn(string origin, HttpResponseMessage response)

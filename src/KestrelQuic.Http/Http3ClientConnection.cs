@@ -32,6 +32,7 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
     private long _goAwayId = long.MaxValue;
     private int _reserved;        // requests assigned to this connection (active or about to open a stream)
     private int _unopened;        // of those, requests that have not opened their stream yet
+    private long _dynamicSections; // response field sections that referred to the dynamic table
     private Exception? _abortException;
     private Task? _acceptLoop;
     private bool _disposed;
@@ -62,6 +63,12 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
 
     /// <summary>The QPACK encoder for request headers; lock on it while using it.</summary>
     public QpackEncoder Encoder => _encoder;
+
+    /// <summary>The QPACK decoder for response headers; lock on it while using it.</summary>
+    public QpackDecoder Decoder => _decoder;
+
+    /// <summary>Response field sections decoded that referred to the dynamic table (a Required Insert Count above 0).</summary>
+    public long DynamicFieldSectionsDecoded => Interlocked.Read(ref _dynamicSections);
 
     /// <summary>Sends pending QPACK encoder-stream instructions (insertions) in the order they were produced.</summary>
     public async ValueTask FlushEncoderInstructionsAsync()
@@ -302,6 +309,11 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
                     Abort(result.ErrorCode, result.Error.Message ?? "QPACK error");
                     ThrowIfAborted();
                     break;
+            }
+
+            if (result.RequiredInsertCount > 0)
+            {
+                Interlocked.Increment(ref _dynamicSections);
             }
 
             await FlushDecoderInstructionsAsync().ConfigureAwait(false);

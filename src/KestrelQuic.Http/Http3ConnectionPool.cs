@@ -18,8 +18,10 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
     private readonly List<Http3ClientConnection> _connections = [];
     private readonly object _sync = new();
     private readonly CancellationTokenSource _disposed = new();
-    private Task<Http3ClientConnection>? _pending;
+    private Task<Http3ClientConnection>? _pending; // the connection being established that requests may still join
+    private object? _pendingAttempt;                // identifies the attempt behind _pending
     private int _pendingReserved;
+    private int _connecting;                        // connections being established, _pending's included
     private int _connectionsOpened;
 
     /// <param name="options">Handler options.</param>
@@ -46,7 +48,7 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
         lock (_sync)
         {
             ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
-            int total = _connections.Count + (_pending is null ? 0 : 1);
+            int total = _connections.Count + _connecting;
             bool mayOpenMore = total < _options.MaxConnectionsPerServer;
             foreach (Http3ClientConnection connection in _connections)
             {
@@ -63,8 +65,7 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
             }
             else if (mayOpenMore)
             {
-                _pendingReserved = 1;
-                _pending = wait = ConnectAsync();
+                wait = StartConnectLocked();
             }
             else
             {
@@ -84,8 +85,7 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
                     return least;
                 }
 
-                _pendingReserved = 1;
-                _pending = wait = ConnectAsync();
+                wait = StartConnectLocked();
             }
         }
 
@@ -94,7 +94,18 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
         return result;
     }
 
-    private async Task<Http3ClientConnection> ConnectAsync()
+    /// <summary>Starts a connection that later requests join (up to the per-connection limit); the caller holds the lock.</summary>
+    private Task<Http3ClientConnection> StartConnectLocked()
+    {
+        // Another attempt may still be in flight: it stays counted in _connecting but takes no more requests.
+        object attempt = new();
+        _pendingAttempt = attempt;
+        _pendingReserved = 1;
+        _connecting++;
+        return _pending = ConnectAsync(attempt);
+    }
+
+    private async Task<Http3ClientConnection> ConnectAsync(object attempt)
     {
         await Task.Yield();
         Interlocked.Increment(ref _connectionsOpened);
@@ -112,8 +123,14 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
         {
             lock (_sync)
             {
-                _pending = null;
-                _pendingReserved = 0;
+                _connecting--;
+                if (_pendingAttempt == attempt)
+                {
+                    _pending = null;
+                    _pendingAttempt = null;
+                    _pendingReserved = 0;
+                }
+
                 if (connection is not null)
                 {
                     _connections.Add(connection);
@@ -143,10 +160,10 @@ internal sealed class Http3ConnectionPool : IAsyncDisposable
         // Servers do not open bidirectional streams in HTTP/3 (RFC 9114 §6.1).
         config.MaxBidirectionalStreams = 0;
         config.EnableEarlyData |= _options.EnableEarlyData;
-        if (_serverName is not null && !IPAddress.TryParse(_serverName, out _))
-        {
-            config.ServerName ??= _serverName;
-        }
+
+        // The certificate must be for the request's authority, an IP literal included: the engine checks
+        // ServerName against the certificate's names (DNS or IP) and never sends an IP literal as SNI.
+        config.ServerName ??= _serverName ?? _host;
 
         return new QuicClientConnectionOptions
         {

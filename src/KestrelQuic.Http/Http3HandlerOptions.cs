@@ -23,9 +23,10 @@ public sealed class Http3HandlerOptions
     public IPEndPoint? LocalEndPoint { get; set; }
 
     /// <summary>
-    /// Requests at most in flight on one connection. When every connection to a server is at this limit a new one is
-    /// opened (up to <see cref="MaxConnectionsPerServer"/>); the server's own MAX_STREAMS limit additionally makes
-    /// requests wait for a stream. Default 100.
+    /// Requests in flight on one connection before another connection is opened: when every connection to a server is
+    /// at this limit a new one is opened (up to <see cref="MaxConnectionsPerServer"/>). Once no more connections may be
+    /// opened, further requests still go to the least loaded connection, where only the server's MAX_STREAMS limit
+    /// makes them wait for a stream. Default 100.
     /// </summary>
     public int MaxConcurrentStreamsPerConnection { get; set; } = 100;
 
@@ -39,9 +40,9 @@ public sealed class Http3HandlerOptions
     public IQuicSessionStore? SessionStore { get; set; }
 
     /// <summary>
-    /// Send idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE without a body) in 0-RTT when a session ticket
-    /// allows it. 0-RTT data can be replayed by an attacker, which is why other requests always wait for the handshake.
-    /// Default false.
+    /// Send requests with a safe method (GET, HEAD, OPTIONS, TRACE) and no body in 0-RTT when a session ticket allows
+    /// it. 0-RTT data can be replayed by an attacker, which is why other requests (POST, but also PUT and DELETE) always
+    /// wait for the handshake. Default false.
     /// </summary>
     public bool EnableEarlyData { get; set; }
 

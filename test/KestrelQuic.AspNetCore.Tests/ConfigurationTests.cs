@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -38,16 +40,13 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
     [Fact]
     public async Task EnvironmentVariable_ManagedQuicMaxData_ReachesTransportParameters()
     {
-        Environment.SetEnvironmentVariable("ManagedQuic__MaxData", "2500000");
-        try
-        {
-            PeerResult r = await FetchAsync([]);
-            Assert.Equal("2500000", r.ServerTransportParameter("initial_max_data"));
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("ManagedQuic__MaxData", null);
-        }
+        // Environment variables are process-wide: the sample runs as a child process with its own.
+        int port = TestServer.GetFreePort();
+        await using SampleProcess sample = SampleProcess.Start(["--urls", $"https://127.0.0.1:{port}"], new Dictionary<string, string> { ["ManagedQuic__MaxData"] = "2500000" });
+        await sample.WaitForOutputAsync("Application started", TimeSpan.FromSeconds(60));
+        PeerResult r = await Peers.GtlsClientAsync(port, ["--exit-on-all-streams-close"], $"https://localhost:{port}/bytes/10");
+        Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
+        Assert.Equal("2500000", r.ServerTransportParameter("initial_max_data"));
     }
 
     [Fact]
@@ -78,6 +77,76 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
         PeerResult never = await FetchAsync(["--ManagedQuic:Retry=Never"]);
         Assert.DoesNotContain("type=Retry", never.StandardError);
         Assert.Null(never.ServerTransportParameter("retry_source_connection_id"));
+    }
+
+    [Theory]
+    [InlineData(1, true)]
+    [InlineData(2, false)]
+    public async Task RetryUnderLoad_RetriesOnlyOnceHandshakesInProgressReachTheThreshold(int threshold, bool retryExpected)
+    {
+        await using TestServer server = await TestServer.StartAsync(["--ManagedQuic:Retry=UnderLoad", $"--ManagedQuic:RetryHandshakeThreshold={threshold}"]);
+
+        // No handshake in progress: no Retry.
+        PeerResult idle = await Peers.GtlsClientAsync(server.Port, ["--exit-on-all-streams-close"], $"{server.Origin}/bytes/10");
+        Assert.True(idle.ExitCode == 0 && !idle.TimedOut, idle.Tail);
+        Assert.DoesNotContain("type=Retry", idle.StandardError, StringComparison.Ordinal);
+
+        // One handshake that never completes: a client's Initial sent from a socket that then stays silent. The
+        // server answers it with its own Initial, not a Retry (nothing was in progress before it).
+        using Socket stalled = await StartStalledHandshakeAsync(server.Port);
+
+        PeerResult loaded = await Peers.GtlsClientAsync(server.Port, ["--exit-on-all-streams-close"], $"{server.Origin}/bytes/20");
+        output.WriteLine(string.Join('\n', loaded.StandardError.Split('\n').Where(l => l.Contains("Retry", StringComparison.Ordinal))));
+        Assert.True(loaded.ExitCode == 0 && !loaded.TimedOut, loaded.Tail);
+        if (retryExpected)
+        {
+            Assert.Contains("type=Retry", loaded.StandardError, StringComparison.Ordinal);
+            Assert.NotNull(loaded.ServerTransportParameter("retry_source_connection_id"));
+        }
+        else
+        {
+            Assert.DoesNotContain("type=Retry", loaded.StandardError, StringComparison.Ordinal);
+            Assert.Null(loaded.ServerTransportParameter("retry_source_connection_id"));
+        }
+
+        Assert.Contains("GET /bytes/20 HTTP/3", server.Requests);
+    }
+
+    /// <summary>
+    /// Sends a genuine client Initial (captured from our engine's client) to the server from a fresh socket, and
+    /// returns that socket once the server answered with an Initial: the server now has a handshake in progress that
+    /// will not complete.
+    /// </summary>
+    private static async Task<Socket> StartStalledHandshakeAsync(int port)
+    {
+        byte[] initial;
+        using (var capture = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+        {
+            capture.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            using var stop = new CancellationTokenSource();
+            Task connect = QuicConnection.ConnectAsync(
+                new QuicClientConnectionOptions
+                {
+                    RemoteEndPoint = (IPEndPoint)capture.LocalEndPoint!,
+                    Configuration = new KestrelQuic.Configuration.QuicConfiguration { ApplicationProtocols = { "h3" }, ServerName = "localhost", DangerousAcceptAnyServerCertificate = true },
+                },
+                stop.Token).AsTask();
+            byte[] buffer = new byte[65536];
+            int n = await capture.ReceiveAsync(buffer).WaitAsync(TimeSpan.FromSeconds(10));
+            initial = buffer[..n];
+            await stop.CancelAsync();
+            await Assert.ThrowsAnyAsync<Exception>(() => connect);
+        }
+
+        var stalled = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        stalled.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        await stalled.SendToAsync(initial, new IPEndPoint(IPAddress.Loopback, port));
+        byte[] answer = new byte[65536];
+        await stalled.ReceiveAsync(answer).WaitAsync(TimeSpan.FromSeconds(10));
+        // Long header, QUIC v1 packet type in bits 4-5: 0 Initial, 3 Retry.
+        Assert.True((answer[0] & 0x80) != 0, "the server's answer has no long header");
+        Assert.Equal(0, (answer[0] & 0x30) >> 4);
+        return stalled;
     }
 
     [Fact]
@@ -284,35 +353,25 @@ public sealed class ConfigurationTests(ITestOutputHelper output)
     [Fact]
     public async Task AspNetCoreUrlsVariable_ChoosesTheEndpoint_EphemeralCertificateSpkiIsLogged()
     {
+        // No --urls: the variable (set for the child process only) chooses the endpoint.
         int port = TestServer.GetFreePort();
-        using var logs = new ListLoggerProvider();
-        WebApplication app;
-        Environment.SetEnvironmentVariable("ASPNETCORE_URLS", $"https://127.0.0.1:{port}");
-        try
-        {
-            // No --urls: the variable is read when the builder is created.
-            app = Http3ServerApp.Create([], builder =>
-            {
-                builder.Logging.ClearProviders();
-                builder.Logging.AddProvider(logs);
-            });
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("ASPNETCORE_URLS", null);
-        }
+        await using SampleProcess sample = SampleProcess.Start([], new Dictionary<string, string> { ["ASPNETCORE_URLS"] = $"https://127.0.0.1:{port}" });
+        await sample.WaitForOutputAsync("Application started", TimeSpan.FromSeconds(60));
+        Assert.Contains($"Now listening on: https://127.0.0.1:{port}", sample.Output, StringComparison.Ordinal);
+        await Peers.AssertPageServedOverHttp3Async(port);
 
-        await using (app)
+        // The SPKI hash a browser is told to trust is in the log (base64 of the SHA-256 of the SubjectPublicKeyInfo)
+        // and is the certificate's the server presents over QUIC.
+        Match logged = Regex.Match(sample.Output, @"SPKI SHA-256 \(base64\): (\S+)");
+        Assert.True(logged.Success, sample.Output);
+        string spki = logged.Groups[1].Value;
+        Assert.Equal(44, spki.Length);
+        await using QuicConnection connection = await QuicConnection.ConnectAsync(new QuicClientConnectionOptions
         {
-            await app.StartAsync();
-            await Peers.AssertPageServedOverHttp3Async(port);
-
-            // The SPKI hash a browser is told to trust is in the log (base64 of the SHA-256 of the SubjectPublicKeyInfo).
-            string spki = app.Services.GetRequiredService<EphemeralCertificate>().SpkiHash;
-            Assert.Equal(44, spki.Length);
-            Assert.Contains(logs.Entries, e => e.Contains("SPKI SHA-256 (base64): " + spki, StringComparison.Ordinal));
-            await app.StopAsync();
-        }
+            RemoteEndPoint = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port),
+            Configuration = new KestrelQuic.Configuration.QuicConfiguration { ApplicationProtocols = { "h3" }, ServerName = "localhost", DangerousAcceptAnyServerCertificate = true },
+        });
+        Assert.Equal(spki, Http3ServerApp.GetSpkiHash(connection.RemoteCertificate!));
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Http3Server;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -33,7 +34,22 @@ public sealed class GtlsScenarioTests(ITestOutputHelper output)
     {
         await using TestServer server = await TestServer.StartAsync();
         PeerResult r = await DownloadAsync(server, 4 * 1024 * 1024, ["--key-update=1ms"]);
-        Assert.Contains("key update", r.StandardError, StringComparison.OrdinalIgnoreCase);
+
+        // gtlsclient logs the key phase bit of every packet ("pkt rx ... type=1RTT k=0|1"): the server's 1-RTT
+        // packets carry phase 0 until the client's update, then phase 1 (RFC 9001 §6.2: the server responded with
+        // its own new keys), and the client confirms the update.
+        string log = r.StandardError;
+        int initiated = log.IndexOf("Initiate key update", StringComparison.Ordinal);
+        Assert.True(initiated > 0, r.Tail);
+        var serverPhase = new Regex(@"pkt rx pkn=\d+ [^\n]*type=1RTT k=(\d)");
+        string[] before = [.. serverPhase.Matches(log[..initiated]).Select(m => m.Groups[1].Value)];
+        string[] after = [.. serverPhase.Matches(log[initiated..]).Select(m => m.Groups[1].Value)];
+        output.WriteLine($"server 1-RTT packets: {before.Length} before the update (phases {string.Join(",", before.Distinct())}), {after.Length} after ({after.Count(k => k == "1")} in phase 1)");
+        Assert.NotEmpty(before);
+        Assert.All(before, k => Assert.Equal("0", k));
+        Assert.True(after.Count(k => k == "1") > 100, "the server's packets did not switch to key phase 1");
+        Assert.Equal("1", after[^1]); // and stayed there to the end of the download
+        Assert.Contains("key update confirmed", log[initiated..], StringComparison.Ordinal);
     }
 
     [Theory]

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Http;
 namespace KestrelQuic.AspNetCore.Tests;
 
 /// <summary>Our HTTP/3 client (KestrelQuic.Http) against our Kestrel sample: both ends managed, Kestrel's HTTP/3 in between.</summary>
+[Collection(ServerCollection.Name)]
 public sealed class ManagedHttp3ClientTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
@@ -43,6 +44,42 @@ public sealed class ManagedHttp3ClientTests
         Assert.Equal(HttpVersion.Version30, response.Version);
         Assert.Equal(SHA256.HashData(body), SHA256.HashData(echoed));
         Assert.Contains("POST /echo HTTP/3", server.Requests);
+    }
+
+    [Fact]
+    public async Task BytesRoute_OneGibibyte_OverHttp3_EveryByteCounted()
+    {
+        const long Size = 1L << 30;
+        await using TestServer server = await TestServer.StartAsync();
+        using HttpClient client = CreateClient();
+        client.Timeout = TimeSpan.FromMinutes(3);
+
+        var clock = Stopwatch.StartNew();
+        using HttpResponseMessage response = await client.GetAsync($"https://127.0.0.1:{server.Port}/bytes/{Size}", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpVersion.Version30, response.Version);
+        Assert.Equal(Size, response.Content.Headers.ContentLength);
+        await using Stream body = await response.Content.ReadAsStreamAsync();
+
+        // Byte i is i mod 251: each read is compared with the pattern at its offset (vectorized, so all of it).
+        const int BufferSize = 256 * 1024;
+        byte[] buffer = new byte[BufferSize];
+        byte[] pattern = Http3Server.Http3ServerApp.CreatePattern(BufferSize + 251);
+        long total = 0;
+        int n;
+        while ((n = await body.ReadAsync(buffer)) > 0)
+        {
+            if (!buffer.AsSpan(0, n).SequenceEqual(pattern.AsSpan((int)(total % 251), n)))
+            {
+                Assert.Fail($"the body differs from the pattern within bytes {total}..{total + n}");
+            }
+
+            total += n;
+        }
+
+        clock.Stop();
+        _output.WriteLine($"1 GiB GET /bytes over HTTP/3 (ManagedHttp3Handler, Kestrel over the managed engine, loopback): {clock.Elapsed.TotalSeconds:F1} s, {Size / clock.Elapsed.TotalSeconds / (1 << 20):F0} MiB/s");
+        Assert.Equal(Size, total);
+        Assert.Contains($"GET /bytes/{Size} HTTP/3", server.Requests);
     }
 
     [Fact]

@@ -1,8 +1,11 @@
 using System.Net;
 using System.Text;
+using System.Text.RegularExpressions;
 using KestrelQuic.Configuration;
+using KestrelQuic.Tests.Shared;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelQuic.AspNetCore.Tests;
 
@@ -15,6 +18,7 @@ public sealed class RawQuicClientTests
 {
     private const long H3InternalError = 0x102;
     private const long H3RequestCancelled = 0x10c;
+    private const long H3NoError = 0x100;
 
     [Fact]
     public async Task ClientResetsRequestStream_RequestAbortedFires()
@@ -99,11 +103,81 @@ public sealed class RawQuicClientTests
         Assert.Equal(0x103UL, reason.ErrorCode); // H3_STREAM_CREATION_ERROR, the code Kestrel set
     }
 
-    private static async Task<QuicConnection> ConnectAsync(int port)
+    [Fact]
+    public async Task RouteIgnoresLargeBody_KestrelStopsReadingWithH3NoError_ResponseStillArrives()
+    {
+        await using TestServer server = await TestServer.StartAsync(map: app => app.MapPost("/ignore", () => "not read"));
+        await using QuicConnection client = await ConnectAsync(server.Port);
+        QuicStream request = await SendHeadersAsync(client, "POST", "/ignore");
+
+        // Far more body than the flow-control windows (1 MiB per stream, 4 MiB per connection) let through unread:
+        // the client can only stop writing because Kestrel tells it to.
+        byte[] frame = DataFrame(64 * 1024);
+        long sent = 0;
+        QuicException stopped = await Assert.ThrowsAsync<QuicException>(async () =>
+        {
+            for (; sent < 64L * 1024 * 1024; sent += frame.Length) await request.WriteAsync(frame).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+        });
+        Assert.Equal(QuicError.StreamAborted, stopped.QuicError);
+        Assert.Equal(H3NoError, stopped.ApplicationErrorCode); // STOP_SENDING(H3_NO_ERROR), RFC 9114 §4.1.1
+        Assert.True(sent < 64L * 1024 * 1024, "the whole body went out: nothing stopped the client");
+
+        // The response is complete (FIN) and carries the route's text.
+        using var received = new MemoryStream();
+        await request.CopyToAsync(received).WaitAsync(TimeSpan.FromSeconds(30));
+        byte[] response = received.ToArray();
+        Assert.Equal(0x01, response[0]);
+        Assert.Contains("not read", Encoding.ASCII.GetString(response), StringComparison.Ordinal);
+        Assert.Contains("POST /ignore HTTP/3", server.Requests);
+    }
+
+    [Fact]
+    public async Task HttpContextConnection_EndpointsMatchTheClientSocketAndTheServerEndpoint()
+    {
+        await using TestServer server = await TestServer.StartAsync(map: app => app.MapGet("/endpoints", (HttpContext context) =>
+        {
+            ConnectionInfo c = context.Connection;
+            return $"remote={c.RemoteIpAddress}:{c.RemotePort} local={c.LocalIpAddress}:{c.LocalPort} protocol={context.Request.Protocol}";
+        }));
+
+        // Bound to a concrete address (not the wildcard) so its local endpoint is what the server sees.
+        await using QuicConnection client = await ConnectAsync(server.Port, new IPEndPoint(IPAddress.Loopback, 0));
+        IPEndPoint clientEndPoint = client.LocalEndPoint;
+        Assert.NotEqual(0, clientEndPoint.Port);
+        QuicStream request = await SendGetAsync(client, "/endpoints");
+        using var received = new MemoryStream();
+        await request.CopyToAsync(received).WaitAsync(TimeSpan.FromSeconds(30));
+
+        string body = Encoding.ASCII.GetString(received.ToArray());
+        Assert.Contains($"remote=127.0.0.1:{clientEndPoint.Port} local=127.0.0.1:{server.Port} protocol=HTTP/3", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ClientClosesConnection_ConnectionClosedLoggedWithTheErrorCode()
+    {
+        using var logs = new ListLoggerProvider();
+        await using TestServer server = await TestServer.StartAsync(configure: builder =>
+            builder.Logging.AddProvider(logs).AddFilter("KestrelQuic.AspNetCore", LogLevel.Debug));
+        await using QuicConnection client = await ConnectAsync(server.Port);
+        QuicStream request = await SendGetAsync(client, "/bytes/10");
+        await request.CopyToAsync(Stream.Null).WaitAsync(TimeSpan.FromSeconds(30));
+        string accepted = await logs.WaitForAsync("KestrelQuic.AspNetCore|ConnectionAccepted|", TimeSpan.FromSeconds(10));
+        string connectionId = Regex.Match(accepted, @"Connection (\S+) accepted").Groups[1].Value;
+        Assert.StartsWith("MQ", connectionId, StringComparison.Ordinal);
+
+        await client.CloseAsync(0x1234);
+
+        // Event 4 names the connection and the reason: the peer's application error code.
+        string closed = await logs.WaitForAsync($"KestrelQuic.AspNetCore|ConnectionClosed|Connection {connectionId} closed: ", TimeSpan.FromSeconds(30));
+        Assert.Contains("peer application error 0x1234", closed, StringComparison.Ordinal);
+    }
+
+    private static async Task<QuicConnection> ConnectAsync(int port, IPEndPoint? localEndPoint = null)
     {
         QuicConnection client = await QuicConnection.ConnectAsync(new QuicClientConnectionOptions
         {
             RemoteEndPoint = new IPEndPoint(IPAddress.Loopback, port),
+            LocalEndPoint = localEndPoint,
             Configuration = new QuicConfiguration { ApplicationProtocols = { "h3" }, ServerName = "localhost", DangerousAcceptAnyServerCertificate = true },
         });
 
@@ -115,9 +189,18 @@ public sealed class RawQuicClientTests
 
     private static async Task<QuicStream> SendGetAsync(QuicConnection client, string path)
     {
-        // QPACK (RFC 9204): prefix 0,0; :method GET (static 17), :scheme https (static 23) as indexed lines;
-        // :authority (static 0) and :path (static 1) as literals with a static name reference.
-        var section = new List<byte> { 0x00, 0x00, 0xc0 | 17, 0xc0 | 23, 0x50, 9 };
+        QuicStream stream = await SendHeadersAsync(client, "GET", path);
+        stream.CompleteWrites();
+        return stream;
+    }
+
+    /// <summary>Opens a request stream and sends its HEADERS frame; the stream stays open for a body.</summary>
+    private static async Task<QuicStream> SendHeadersAsync(QuicConnection client, string method, string path)
+    {
+        // QPACK (RFC 9204): prefix 0,0; :method GET (static 17) or POST (static 20), :scheme https (static 23) as
+        // indexed lines; :authority (static 0) and :path (static 1) as literals with a static name reference.
+        int methodIndex = method switch { "GET" => 17, "POST" => 20, _ => throw new ArgumentOutOfRangeException(nameof(method)) };
+        var section = new List<byte> { 0x00, 0x00, (byte)(0xc0 | methodIndex), 0xc0 | 23, 0x50, 9 };
         section.AddRange("localhost"u8.ToArray());
         section.Add(0x51);
         section.Add((byte)path.Length);
@@ -125,7 +208,19 @@ public sealed class RawQuicClientTests
         var frame = new List<byte> { 0x01, (byte)section.Count };
         frame.AddRange(section);
         QuicStream stream = await client.OpenOutboundStreamAsync(QuicStreamType.Bidirectional);
-        await stream.WriteAsync(frame.ToArray(), completeWrites: true);
+        await stream.WriteAsync(frame.ToArray());
         return stream;
+    }
+
+    /// <summary>A DATA frame (type 0x00, 4-byte varint length) with <paramref name="length"/> bytes of payload.</summary>
+    private static byte[] DataFrame(int length)
+    {
+        byte[] frame = new byte[5 + length];
+        frame[0] = 0x00;
+        frame[1] = (byte)(0x80 | (length >> 24));
+        frame[2] = (byte)(length >> 16);
+        frame[3] = (byte)(length >> 8);
+        frame[4] = (byte)length;
+        return frame;
     }
 }

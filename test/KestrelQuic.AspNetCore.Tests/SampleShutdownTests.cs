@@ -8,6 +8,7 @@ namespace KestrelQuic.AspNetCore.Tests;
 /// The sample server as a real process: the first Ctrl+C stops gracefully (a download in flight keeps going), the
 /// second aborts the connections still open and the process exits, with no error logged for the aborted request.
 /// </summary>
+[Collection(ServerCollection.Name)]
 public sealed class SampleShutdownTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);

@@ -243,6 +243,56 @@ public sealed class FakeServerTests
     }
 
     [Fact]
+    public async Task CancelMidDownload_ServerSeesStopSendingWithRequestCancelled()
+    {
+        var serverSaw = new TaskCompletionSource<long?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using FakeH3Server server = await FakeH3Server.StartAsync(async request =>
+        {
+            await request.SendHeadersAsync(200);
+            byte[] chunk = new byte[64 * 1024];
+            try
+            {
+                // An endless body: only the client's STOP_SENDING ends it.
+                while (true)
+                {
+                    await request.SendDataAsync(chunk);
+                }
+            }
+            catch (QuicException e)
+            {
+                serverSaw.TrySetResult(e.QuicError == QuicError.StreamAborted ? e.ApplicationErrorCode : null);
+            }
+        });
+        using var handler = new ManagedHttp3Handler(FakeH3Server.ClientOptions());
+        using var client = new HttpClient(handler);
+        using var cts = new CancellationTokenSource();
+
+        using HttpResponseMessage response = await client.GetAsync(new Uri(server.BaseUri, "/endless"), HttpCompletionOption.ResponseHeadersRead).WaitAsync(Timeout);
+        Stream body = await response.Content.ReadAsStreamAsync();
+        byte[] buffer = new byte[64 * 1024];
+        long read = 0;
+        while (read < 512 * 1024)
+        {
+            read += await body.ReadAsync(buffer).AsTask().WaitAsync(Timeout);
+        }
+
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            while (await body.ReadAsync(buffer, cts.Token) > 0)
+            {
+            }
+        }).WaitAsync(Timeout);
+
+        Assert.Equal((long)Http3ErrorCode.RequestCancelled, await serverSaw.Task.WaitAsync(Timeout));
+
+        // Only the stream ended: the connection takes the next request.
+        server.Handler = request => request.RespondAsync(200, "next");
+        Assert.Equal("next", await client.GetStringAsync(new Uri(server.BaseUri, "/")).WaitAsync(Timeout));
+        Assert.Equal(1, handler.ConnectionsOpened);
+    }
+
+    [Fact]
     public async Task Settings_AdvertiseQpackLimitsAndFieldSectionSize_FromTheOptions()
     {
         await using FakeH3Server server = await FakeH3Server.StartAsync(request => request.RespondAsync(200, "ok"));

@@ -307,6 +307,41 @@ public sealed class GtlsServerTests
         Assert.Equal(inserts, known);
     }
 
+    [Fact]
+    public async Task ServerUsesOurQpackDynamicTable_ResponseHeadersDecodedFromIt()
+    {
+        // Our SETTINGS offer the server a dynamic table (QpackMaxTableCapacity, default 4096); nghttp3 inserts the
+        // response fields it repeats and refers to them in later HEADERS.
+        await using GtlsServer server = await GtlsServer.StartAsync();
+        using var handler = new ManagedHttp3Handler(TrustingOptions());
+        using var client = new HttpClient(handler);
+        Uri uri = new(server.BaseUri, GtlsServer.SmallFile);
+
+        for (int i = 0; i < 20; i++)
+        {
+            using HttpResponseMessage response = await client.GetAsync(uri);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal(GtlsServer.SmallSize, response.Content.Headers.ContentLength);
+            Assert.Equal(GtlsServer.Sha256Of(GtlsServer.SmallFile), SHA256.HashData(await response.Content.ReadAsByteArrayAsync()));
+        }
+
+        Http3ClientConnection connection = Assert.Single(handler.GetHttp3Connections());
+        long inserts, capacity, acknowledged;
+        lock (connection.Decoder)
+        {
+            inserts = connection.Decoder.InsertCount;
+            capacity = connection.Decoder.TableCapacity;
+            acknowledged = connection.Decoder.KnownReceivedCount;
+        }
+
+        long sections = connection.DynamicFieldSectionsDecoded;
+        _output.WriteLine($"our decoder: capacity {capacity} set by the server, {inserts} inserts received ({acknowledged} acknowledged), {sections} of 20 response sections referred to the table");
+        Assert.Equal(4096, new Http3HandlerOptions().QpackMaxTableCapacity);
+        Assert.True(capacity > 0, "the server never set a dynamic table capacity");
+        Assert.True(inserts > 0, "the server inserted nothing into our decoder's table");
+        Assert.True(sections > 0, "no response header section referred to the dynamic table");
+    }
+
     private sealed class TicketCountingStore : IQuicSessionStore
     {
         private readonly InMemoryQuicSessionStore _inner = new();

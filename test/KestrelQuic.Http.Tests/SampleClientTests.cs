@@ -191,6 +191,115 @@ public sealed class SampleClientTests : IDisposable
     }
 
     [Fact]
+    public async Task DataFileMissing_ExitTwo_MessageNamesTheFile()
+    {
+        string missing = Path.Combine(_dir, "no-such-body.bin");
+
+        (int exit, _, string log) = await RunAsync("--data-file", missing, "https://localhost:4433/echo");
+
+        Assert.Equal(2, exit);
+        Assert.Contains($"error: --data-file {missing}: ", log, StringComparison.Ordinal);
+        Assert.Contains("Usage", log, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task DataFile20MB_EchoedExactly_WithContentLength()
+    {
+        string? contentLength = null;
+        await using FakeH3Server server = await FakeH3Server.StartAsync(async request =>
+        {
+            contentLength = request.Headers.FirstOrDefault(h => h.Name == "content-length").Value;
+            await request.SendHeadersAsync(200);
+            await request.ReadBodyAsync(chunk => request.SendDataAsync(chunk));
+            request.Stream.CompleteWrites();
+        });
+        string ca = Path.Combine(_dir, "fake-ca.pem");
+        File.WriteAllText(ca, FakeH3Server.Certificate.ExportCertificatePem());
+        string file = Path.Combine(_dir, "large.bin");
+        byte[] data = new byte[20 * 1024 * 1024];
+        new Random(20).NextBytes(data);
+        File.WriteAllBytes(file, data);
+
+        (int exit, byte[] stdout, _) = await RunAsync("--data-file", file, "--ca-certs", ca, new Uri(server.BaseUri, "/echo").ToString());
+
+        Assert.Equal(0, exit);
+        Assert.Equal(data.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), contentLength);
+        Assert.Equal(data.Length, stdout.Length);
+        Assert.Equal(SHA256.HashData(data), SHA256.HashData(stdout));
+    }
+
+    [Fact]
+    public async Task DataFileIsAPipe_BodyLeavesBeforeTheFileEnds()
+    {
+        // A FIFO: whatever reads it whole before sending waits for the writer to close it, which here happens only
+        // after the server received the first part of the body.
+        string fifo = Path.Combine(_dir, "body.fifo");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
+        {
+            await mkfifo.WaitForExitAsync();
+            Assert.Equal(0, mkfifo.ExitCode);
+        }
+
+        var firstPartArrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        long received = 0;
+        await using FakeH3Server server = await FakeH3Server.StartAsync(async request =>
+        {
+            await request.ReadBodyAsync(chunk =>
+            {
+                if (Interlocked.Add(ref received, chunk.Length) >= 100_000)
+                {
+                    firstPartArrived.TrySetResult();
+                }
+
+                return Task.CompletedTask;
+            });
+            await request.RespondAsync(200, Interlocked.Read(ref received).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        });
+        string ca = Path.Combine(_dir, "fake-ca.pem");
+        File.WriteAllText(ca, FakeH3Server.Certificate.ExportCertificatePem());
+
+        // On another thread: opening the FIFO for reading blocks until the writer below opens it.
+        Task<(int Exit, byte[] Stdout, string Stderr)> run = Task.Run(() => RunAsync("--data-file", fifo, "--ca-certs", ca, new Uri(server.BaseUri, "/upload").ToString()));
+        // Opening for writing blocks until the client opens the FIFO for reading.
+        FileStream opened = await Task.Run(() => new FileStream(fifo, FileMode.Open, FileAccess.Write)).WaitAsync(TimeSpan.FromSeconds(30));
+        await using (FileStream writer = opened)
+        {
+            await writer.WriteAsync(new byte[100_000]);
+            await writer.FlushAsync();
+            await firstPartArrived.Task.WaitAsync(TimeSpan.FromSeconds(30)); // fails (rather than hangs) when the client waits for the end of the file
+            await writer.WriteAsync(new byte[50_000]);
+        }
+
+        (int exit, byte[] stdout, string log) = await run;
+        Assert.True(exit == 0, log);
+        Assert.Equal("150000", System.Text.Encoding.ASCII.GetString(stdout));
+    }
+
+    [Fact]
+    public async Task Stdout_ReceivesTheBodyWhileTheResponseIsStillComing()
+    {
+        using var stdout = new SignallingStream();
+        bool streamed = false;
+        await using FakeH3Server server = await FakeH3Server.StartAsync(async request =>
+        {
+            await request.SendHeadersAsync(200);
+            await request.SendDataAsync(new byte[50_000]);
+            // The rest only once the first part reached stdout (or after 10 s, which fails the test).
+            streamed = await Task.WhenAny(stdout.FirstWrite, Task.Delay(TimeSpan.FromSeconds(10))) == stdout.FirstWrite;
+            await request.SendDataAsync(new byte[50_000], fin: true);
+        });
+        string ca = Path.Combine(_dir, "fake-ca.pem");
+        File.WriteAllText(ca, FakeH3Server.Certificate.ExportCertificatePem());
+        using var stderr = new StringWriter();
+
+        int exit = await Http3ClientApp.RunAsync(["--ca-certs", ca, new Uri(server.BaseUri, "/slow").ToString()], stdout, stderr).WaitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(0, exit);
+        Assert.True(streamed, "stdout got nothing until the response ended");
+        Assert.Equal(100_000, stdout.Length);
+    }
+
+    [Fact]
     public async Task MaxDataAndMaxStreamData_ReachTheClientsTransportParameters()
     {
         // gtlsserver logs the transport parameters it received from the client.
@@ -245,5 +354,26 @@ public sealed class SampleClientTests : IDisposable
         int exit = await Http3ClientApp.RunAsync(args, stdout, stderr).WaitAsync(TimeSpan.FromMinutes(2));
         _output.WriteLine(stderr.ToString());
         return (exit, stdout.ToArray(), stderr.ToString());
+    }
+
+    /// <summary>An in-memory stdout that reports its first write.</summary>
+    private sealed class SignallingStream : MemoryStream
+    {
+        private readonly TaskCompletionSource _firstWrite = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task FirstWrite => _firstWrite.Task;
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            base.Write(buffer, offset, count);
+            _firstWrite.TrySetResult();
+        }
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            base.Write(buffer.Span);
+            _firstWrite.TrySetResult();
+            return ValueTask.CompletedTask;
+        }
     }
 }
