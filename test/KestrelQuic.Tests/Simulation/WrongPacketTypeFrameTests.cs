@@ -71,7 +71,7 @@ public sealed class WrongPacketTypeFrameTests(ITestOutputHelper output)
             c.EnableEarlyData = true;
         });
         byte[] ticket;
-        using (var first = new SimulatedNetwork(SimulationHelpers.ClientConfig(), server))
+        using (var first = new SimulatedNetwork(SimulationHelpers.ClientConfig(), server, startTime: SimulationClock.EarlierConnection))
         {
             Assert.True(first.RunUntil(() => first.ClientEvents.Any(e => e.Kind == ConnectionEventKind.SessionTicketReceived), TimeSpan.FromSeconds(10)));
             ticket = first.ClientEvents.First(e => e.Kind == ConnectionEventKind.SessionTicketReceived).Data!;
