@@ -257,7 +257,8 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
                 throw new ArgumentException("The remote endpoint must be an IPEndPoint or a DnsEndPoint.", nameof(options));
         }
 
-        config.ServerName ??= host;
+        // Connecting to a literal address still checks the certificate against it (its IP SANs); it is not sent as SNI.
+        config.ServerName ??= host ?? remote.Address.ToString();
         config.ThrowIfInvalid();
         string sessionKey = (config.ServerName ?? remote.Address.ToString()) + ":" + remote.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         byte[]? token = null;

@@ -15,7 +15,7 @@ public enum RetryMode
     /// <summary>Send Retry for every new connection without a valid token.</summary>
     Always,
 
-    /// <summary>Send Retry only while the number of handshakes in progress exceeds <see cref="QuicConfiguration.RetryHandshakeThreshold"/>.</summary>
+    /// <summary>Send Retry only while the number of handshakes in progress has reached <see cref="QuicConfiguration.RetryHandshakeThreshold"/>.</summary>
     UnderLoad,
 }
 
@@ -223,7 +223,7 @@ public sealed class QuicConfiguration
     /// <summary>Server: when to send Retry. Default <see cref="RetryMode.UnderLoad"/>.</summary>
     public RetryMode Retry { get; set; } = RetryMode.UnderLoad;
 
-    /// <summary>Server: handshakes in progress above which <see cref="RetryMode.UnderLoad"/> sends Retry. Default 100.</summary>
+    /// <summary>Server: once this many handshakes are in progress, <see cref="RetryMode.UnderLoad"/> answers new ones with Retry. Default 100.</summary>
     public int RetryHandshakeThreshold { get; set; } = 100;
 
     /// <summary>UDP socket receive buffer (SO_RCVBUF) in bytes; 0 keeps the system default. Default 4 MiB.</summary>

@@ -16,6 +16,7 @@ public sealed class CertificateValidationLoopbackTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
     private static readonly Lazy<(X509Certificate2 Ca, X509Certificate2 Leaf)> s_caAndLeaf = new(() => CreateCaAndLeaf("localhost"));
+    private static readonly Lazy<X509Certificate2> s_dnsOnly = new(() => CreateSelfSigned("localhost", DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30)));
     private static readonly Lazy<X509Certificate2> s_expired = new(() => CreateSelfSigned("localhost", DateTimeOffset.UtcNow.AddDays(-30), DateTimeOffset.UtcNow.AddDays(-1)));
 
     /// <summary>Connects a client with <paramref name="configureClient"/> to a server presenting <paramref name="serverCertificate"/>; returns the client's failure and the server's log.</summary>
@@ -74,6 +75,34 @@ public sealed class CertificateValidationLoopbackTests(ITestOutputHelper output)
         Assert.Contains("wrong.example", e.Message);
         Assert.Contains("name mismatch", e.Message, StringComparison.OrdinalIgnoreCase);
         await AssertServerSawAlert(log, "bad_certificate");
+    }
+
+    [Fact]
+    public async Task AddressWithoutServerName_CheckedAgainstTheCertificatesIpAddresses()
+    {
+        // A trusted certificate naming only "localhost" does not vouch for 127.0.0.1: connecting by address is refused...
+        X509Certificate2 dnsOnly = s_dnsOnly.Value;
+        (QuicException e, CapturingLoggerProvider log) = await ConnectExpectingFailure(dnsOnly, c =>
+        {
+            c.ServerName = null;
+            c.TrustedCertificateAuthorities = [dnsOnly];
+            c.UseSystemTrust = false;
+        });
+        Assert.Equal(0x100 + 42, e.TransportErrorCode); // bad_certificate
+        Assert.Contains("127.0.0.1", e.Message);
+        await AssertServerSawAlert(log, "bad_certificate");
+
+        // ...while one with 127.0.0.1 among its IP addresses is accepted for it.
+        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions(c => c.Certificate = TestCertificates.Localhost));
+        Task<QuicConnection> accept = listener.AcceptConnectionAsync().AsTask();
+        await using QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint, c =>
+        {
+            c.ServerName = null;
+            c.TrustedCertificateAuthorities = [TestCertificates.Localhost];
+            c.UseSystemTrust = false;
+        })).AsTask().WaitAsync(Timeout);
+        await using QuicConnection server = await accept.WaitAsync(Timeout);
+        Assert.Equal(TestCertificates.Localhost.Thumbprint, client.RemoteCertificate!.Thumbprint);
     }
 
     [Fact]
