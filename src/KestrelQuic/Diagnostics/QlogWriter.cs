@@ -23,11 +23,15 @@ namespace KestrelQuic.Diagnostics;
 internal sealed class QlogWriter : IQlogSink
 {
     public const string EventSchema = "urn:ietf:params:qlog:events:quic-12";
+
+    /// <summary>The main schema's loglevel namespace (draft 13): loglevel:warning reports dropped output.</summary>
+    public const string LogLevelEventSchema = "urn:ietf:params:qlog:events:loglevel-13";
     private const int FlushThreshold = 32 * 1024;
     private const byte RecordSeparator = 0x1e;
 
     private readonly string _path;
     private readonly ILogger? _logger;
+    private readonly BackgroundFileWriter _writer;
     private readonly bool _isServer;
     private readonly PooledBuffer _buffer = new();
     private readonly Utf8JsonWriter _json;
@@ -38,16 +42,21 @@ internal sealed class QlogWriter : IQlogSink
     private long _lastMinRtt = -1, _lastSmoothedRtt = -1, _lastLatestRtt = -1, _lastRttVariance = -1, _lastCwnd = -1, _lastInFlight = -1, _lastSsthresh = -1;
     private int _lastPtoCount = -1;
     private bool _completed;
+    private bool _headerWritten;
+    private long _droppedBytes;
+    private readonly string _odcid;
 
-    public QlogWriter(string path, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId, long now, ILogger? logger)
+    public QlogWriter(string path, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId, long now, ILogger? logger, BackgroundFileWriter? writer = null)
     {
         _path = path;
+        _writer = writer ?? BackgroundFileWriter.Shared;
+        _odcid = Convert.ToHexStringLower(originalDestinationConnectionId);
         _start = now;
         _last = now;
         _isServer = isServer;
         _logger = logger;
         _json = new Utf8JsonWriter(_buffer, new JsonWriterOptions { SkipValidation = true });
-        WriteHeader(Convert.ToHexStringLower(originalDestinationConnectionId));
+        WriteHeader();
     }
 
     /// <summary>The file name for a connection: original destination connection ID in hex, then the role.</summary>
@@ -55,6 +64,9 @@ internal sealed class QlogWriter : IQlogSink
         => Convert.ToHexStringLower(originalDestinationConnectionId) + (isServer ? "_server" : "_client") + ".sqlog";
 
     public string FilePath => _path;
+
+    /// <summary>Bytes of this trace dropped because the background writer's queue was full (a slow disk).</summary>
+    public long DroppedBytes => _droppedBytes;
 
     public void ConnectionStarted(long now, EndPoint? remote, uint version)
     {
@@ -220,8 +232,9 @@ internal sealed class QlogWriter : IQlogSink
         _buffer.Release();
     }
 
-    private void WriteHeader(string odcid)
+    private void WriteHeader()
     {
+        string odcid = _odcid;
         _buffer.WriteByte(RecordSeparator);
         _json.Reset(_buffer);
         _json.WriteStartObject();
@@ -244,6 +257,7 @@ internal sealed class QlogWriter : IQlogSink
         _json.WriteEndObject();
         _json.WriteStartArray("event_schemas");
         _json.WriteStringValue(EventSchema);
+        _json.WriteStringValue(LogLevelEventSchema);
         _json.WriteEndArray();
         _json.WriteEndObject();
         _json.WriteEndObject();
@@ -277,7 +291,20 @@ internal sealed class QlogWriter : IQlogSink
     {
         if (_buffer.Length == 0 || _completed && _buffer.Array is null) return;
         (byte[] array, int length) = _buffer.Detach();
-        BackgroundFileWriter.Append(_path, array, length, _logger);
+        if (_writer.Append(_path, array, length, TraceOutput.Qlog, _logger))
+        {
+            _headerWritten = true;
+            return;
+        }
+
+        // The disk is behind: these records are gone. The file must still start with its header, and says what it lost.
+        _droppedBytes += length;
+        if (_completed) return;
+        if (!_headerWritten) WriteHeader();
+        Begin(_last, "loglevel:warning");
+        _json.WriteString("message", "qlog records dropped: the background writer's queue was full (the disk is slower than the connections)");
+        _json.WriteNumber("dropped_bytes", _droppedBytes);
+        End();
     }
 
     private void WritePacket(JsonEncodedText name, long now, PacketType type, long packetNumber, int packetLength, ReadOnlySpan<byte> dcid, ReadOnlySpan<byte> scid, ReadOnlySpan<byte> payload, int ackDelayExponent)

@@ -53,4 +53,8 @@ internal static partial class QuicLog
     [LoggerMessage(EventId = 11, EventName = "QlogWriteFailed", Level = LogLevel.Warning,
         Message = "Could not write the qlog file {Path}.")]
     public static partial void QlogWriteFailed(ILogger logger, Exception exception, string path);
+
+    [LoggerMessage(EventId = 12, EventName = "TraceOutputDropped", Level = LogLevel.Warning,
+        Message = "The {Output} is produced faster than the disk takes it: output beyond {MaxPendingBytes} queued bytes is dropped (first for {Path}). Logged once per backlog.")]
+    public static partial void TraceOutputDropped(ILogger logger, string output, string path, long maxPendingBytes);
 }

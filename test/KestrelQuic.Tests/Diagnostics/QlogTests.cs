@@ -88,6 +88,14 @@ public sealed class QlogTests(ITestOutputHelper output) : IDisposable
 
             Assert.Contains(byName["quic:recovery_metrics_updated"], e => Data(e).TryGetProperty("smoothed_rtt", out JsonElement rtt) && rtt.GetDouble() > 0 && rtt.GetDouble() < 1000);
             Assert.Contains(byName["quic:recovery_metrics_updated"], e => Data(e).TryGetProperty("congestion_window", out JsonElement cwnd) && cwnd.GetInt64() >= 2400);
+
+            // bytes_in_flight follows sends and acknowledgements: it rises above a full packet and falls back as ACKs arrive.
+            long[] inFlight = byName["quic:recovery_metrics_updated"].Where(e => Data(e).TryGetProperty("bytes_in_flight", out _))
+                .Select(e => Data(e).GetProperty("bytes_in_flight").GetInt64()).ToArray();
+            Assert.All(inFlight, b => Assert.True(b >= 0));
+            Assert.Contains(inFlight, b => b >= 1200);
+            int peak = Array.IndexOf(inFlight, inFlight.Max());
+            Assert.Contains(inFlight.Skip(peak + 1), b => b < inFlight[peak]);
             Assert.Contains(byName["quic:key_updated"], e => Data(e).GetProperty("key_type").GetString() == "client_handshake_secret" && Data(e).GetProperty("trigger").GetString() == "tls");
             Assert.Contains(byName["quic:key_updated"], e => Data(e).GetProperty("key_type").GetString() == "server_initial_secret");
             Assert.Contains(byName["quic:key_updated"], e => Data(e).GetProperty("key_type").GetString() == "server_1rtt_secret"
@@ -130,7 +138,7 @@ public sealed class QlogTests(ITestOutputHelper output) : IDisposable
             output.WriteLine($"qlog {(qlog ? "on " : "off")}: {PayloadSize / 1048576.0 / watch.Elapsed.TotalSeconds:F0} MB/s");
         }
 
-        await BackgroundFileWriter.DrainAsync().WaitAsync(Timeout);
+        await BackgroundFileWriter.Shared.DrainAsync().WaitAsync(Timeout);
         long bytes = Directory.GetFiles(_directory).Sum(f => new FileInfo(f).Length);
         output.WriteLine($"qlog output for 2 x 2 connections: {bytes / 1048576.0:F1} MB");
         Assert.Equal(4, Directory.GetFiles(_directory, "*.sqlog").Length);
@@ -160,7 +168,7 @@ public sealed class QlogTests(ITestOutputHelper output) : IDisposable
         using var cts = new CancellationTokenSource(Timeout);
         while (true)
         {
-            await BackgroundFileWriter.DrainAsync(cts.Token);
+            await BackgroundFileWriter.Shared.DrainAsync(cts.Token);
             string? file = Directory.GetFiles(_directory, "*" + suffix).SingleOrDefault();
             if (file is not null)
             {
