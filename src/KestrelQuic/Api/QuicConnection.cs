@@ -311,7 +311,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
         catch (TimeoutException)
         {
-            await connection.AbortAsync(0, "handshake timeout").ConfigureAwait(false);
+            await connection.AbortAsync(0, "handshake timeout", handshakeTimeout: true).ConfigureAwait(false);
             throw new QuicException(QuicError.ConnectionTimeout, null, $"The handshake did not complete within {options.HandshakeTimeout}.");
         }
         catch (OperationCanceledException)
@@ -336,7 +336,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
                 Fail(new QuicException(QuicError.ConnectionTimeout, null, $"The handshake did not complete within {timeout}."));
             }
 
-            await AbortAsync(0, "handshake timeout").ConfigureAwait(false);
+            await AbortAsync(0, "handshake timeout", handshakeTimeout: true).ConfigureAwait(false);
         }
         catch (Exception)
         {
@@ -578,7 +578,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         await AbortAsync(DefaultCloseErrorCode, string.Empty).ConfigureAwait(false);
     }
 
-    private ValueTask AbortAsync(long errorCode, string reason)
+    private ValueTask AbortAsync(long errorCode, string reason, bool handshakeTimeout = false)
     {
         lock (_endpoint.Lock)
         {
@@ -587,7 +587,8 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             if (core.State is ConnectionState.Handshake or ConnectionState.Established)
             {
                 _closedLocally = true;
-                core.Close((ulong)errorCode, reason, QuicClock.Now);
+                if (handshakeTimeout) core.CloseOnHandshakeTimeout(QuicClock.Now);
+                else core.Close((ulong)errorCode, reason, QuicClock.Now);
                 _endpoint.AfterApplicationOperationLocked(_handle, flushNow: true);
             }
 

@@ -115,7 +115,7 @@ internal static class QuicMetrics
     public static string ErrorType(QuicCloseReason? reason)
     {
         if (reason is null) return "aborted";
-        if (reason.IdleTimeout) return "timeout";
+        if (reason.IdleTimeout || reason.HandshakeTimeout) return "timeout";
         if (reason.StatelessReset) return "stateless_reset";
         if (reason.IsApplicationError) return "application_error";
         if (reason.ErrorCode is >= 0x100 and <= 0x1ff) return "crypto_error." + SnakeCase(((TlsAlert)(byte)(reason.ErrorCode - 0x100)).ToString());
