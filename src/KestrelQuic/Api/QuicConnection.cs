@@ -48,6 +48,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     private Exception? _error;
     private bool _closedLocally;
     private bool _disposed;
+    private QuicQlogTrace? _qlogTrace;
 
     private QuicConnection(QuicSocketEndpoint endpoint, QuicListener? listener, long defaultStreamErrorCode, long defaultCloseErrorCode, string? sessionKey, IQuicSessionStore? sessionStore)
     {
@@ -219,6 +220,20 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
 
     /// <summary>Error code used by <see cref="DisposeAsync"/> when the connection was not closed.</summary>
     public long DefaultCloseErrorCode { get; }
+
+    /// <summary>
+    /// This connection's qlog trace, for events of the protocol above QUIC (the HTTP/3 client writes its frames there),
+    /// or null when <see cref="QuicConfiguration.QlogDirectory"/> is not set: check for null and nothing else is spent.
+    /// </summary>
+    public QuicQlogTrace? QlogTrace
+    {
+        get
+        {
+            if (_qlogTrace is { } trace) return trace;
+            if (_handle.Core.Qlog is not { } sink) return null;
+            return _qlogTrace = new QuicQlogTrace(_endpoint, sink);
+        }
+    }
 
     internal EndpointConnection Handle => _handle;
 

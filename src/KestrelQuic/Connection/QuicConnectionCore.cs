@@ -82,6 +82,9 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private long _lastCloseSentTime = long.MinValue;
     private readonly IConnectionTracerFactory? _tracers;
     private readonly IQlogSink? _qlog;
+
+    /// <summary>The connection's qlog sink, null when qlog is off (for events of the layer above, see <see cref="QuicQlogTrace"/>).</summary>
+    public IQlogSink? Qlog => _qlog;
     private ConnectionState _state = ConnectionState.Handshake;
 
     private QuicConnectionCore(QuicConfiguration config, bool isServer, uint version, byte[] originalDcid, EndPoint? remoteAddress, long now, Func<ReadOnlySpan<byte>, byte[]>? resetTokenGenerator = null, IConnectionTracerFactory? tracers = null, EarlyDataAntiReplay? antiReplay = null)

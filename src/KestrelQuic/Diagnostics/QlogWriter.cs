@@ -26,6 +26,9 @@ internal sealed class QlogWriter : IQlogSink
 
     /// <summary>The main schema's loglevel namespace (draft 13): loglevel:warning reports dropped output.</summary>
     public const string LogLevelEventSchema = "urn:ietf:params:qlog:events:loglevel-13";
+
+    /// <summary>draft-ietf-quic-qlog-h3-events (draft 12): listed when the connection offers HTTP/3 (events from <see cref="QuicQlogTrace"/>).</summary>
+    public const string Http3EventSchema = "urn:ietf:params:qlog:events:http3-12";
     private const int FlushThreshold = 32 * 1024;
     private const byte RecordSeparator = 0x1e;
 
@@ -45,9 +48,11 @@ internal sealed class QlogWriter : IQlogSink
     private bool _headerWritten;
     private long _droppedBytes;
     private readonly string _odcid;
+    private readonly bool _http3;
 
-    public QlogWriter(string path, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId, long now, ILogger? logger, BackgroundFileWriter? writer = null)
+    public QlogWriter(string path, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId, long now, ILogger? logger, BackgroundFileWriter? writer = null, bool http3 = false)
     {
+        _http3 = http3;
         _path = path;
         _writer = writer ?? BackgroundFileWriter.Shared;
         _odcid = Convert.ToHexStringLower(originalDestinationConnectionId);
@@ -224,6 +229,33 @@ internal sealed class QlogWriter : IQlogSink
         Flush();
     }
 
+    public void ApplicationEvent<TState>(long now, string name, TState state, Action<Utf8JsonWriter, TState> writeData)
+    {
+        if (_completed) return;
+        int start = _buffer.Length;
+        Begin(now, name);
+        bool written = false;
+        try
+        {
+            writeData(_json, state);
+
+            // Inside the record's object and its data object: anything else would break every later record.
+            if (_json.CurrentDepth != 2) throw new InvalidOperationException($"The data of qlog event {name} left {_json.CurrentDepth - 2} JSON containers open or closed too many.");
+            written = true;
+        }
+        finally
+        {
+            if (!written)
+            {
+                // Leave the file as it was: drop the partial record.
+                _json.Reset(_buffer);
+                _buffer.Truncate(start);
+            }
+        }
+
+        End();
+    }
+
     public void Complete()
     {
         if (_completed) return;
@@ -258,6 +290,7 @@ internal sealed class QlogWriter : IQlogSink
         _json.WriteStartArray("event_schemas");
         _json.WriteStringValue(EventSchema);
         _json.WriteStringValue(LogLevelEventSchema);
+        if (_http3) _json.WriteStringValue(Http3EventSchema);
         _json.WriteEndArray();
         _json.WriteEndObject();
         _json.WriteEndObject();
@@ -265,7 +298,16 @@ internal sealed class QlogWriter : IQlogSink
         _buffer.WriteByte((byte)'\n');
     }
 
-    private void Begin(long now, string name) => Begin(now, JsonEncodedText.Encode(name));
+    private void Begin(long now, string name)
+    {
+        if (now > _last) _last = now;
+        _buffer.WriteByte(RecordSeparator);
+        _json.Reset(_buffer);
+        _json.WriteStartObject();
+        _json.WriteNumber(P.time, Ms(Math.Max(now, _last) - _start));
+        _json.WriteString(P.name, name);
+        _json.WriteStartObject(P.data);
+    }
 
     private void Begin(long now, JsonEncodedText name)
     {
@@ -626,6 +668,9 @@ internal sealed class QlogWriter : IQlogSink
             Ensure(1);
             _array![_length++] = value;
         }
+
+        /// <summary>Forgets what was written after <paramref name="length"/> bytes (a record abandoned half-way).</summary>
+        public void Truncate(int length) => _length = Math.Min(_length, length);
 
         public (byte[] Array, int Length) Detach()
         {
