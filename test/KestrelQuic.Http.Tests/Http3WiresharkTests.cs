@@ -28,6 +28,10 @@ public sealed class Http3WiresharkTests(ITestOutputHelper output) : IDisposable
 
         await using GtlsServer server = await GtlsServer.StartAsync();
         using Process tshark = await StartCaptureAsync(server.Port, capture);
+
+        // On lo the capture sees GSO sends before segmentation: one UDP "packet" holding several QUIC datagrams, which
+        // Wireshark cannot split after a 1-RTT packet. Our sockets send datagram by datagram, as a real NIC capture sees.
+        AppContext.SetSwitch("KestrelQuic.DisableGso", true);
         try
         {
             using var handler = new ManagedHttp3Handler(GtlsServerTests.TrustingOptions(o => o.Configuration.SecretsLogFile = keys));
@@ -42,6 +46,7 @@ public sealed class Http3WiresharkTests(ITestOutputHelper output) : IDisposable
         }
         finally
         {
+            AppContext.SetSwitch("KestrelQuic.DisableGso", false);
             await StopCaptureAsync(tshark);
         }
 
