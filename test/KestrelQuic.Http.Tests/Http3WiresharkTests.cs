@@ -26,11 +26,12 @@ public sealed class Http3WiresharkTests(ITestOutputHelper output) : IDisposable
         string capture = Path.Combine(_directory, "h3.pcapng");
         byte[] body = Encoding.ASCII.GetBytes("posted through KestrelQuic, read back by tshark");
 
-        await using GtlsServer server = await GtlsServer.StartAsync();
+        await using GtlsServer server = await GtlsServer.StartAsync("--max-gso-dgrams=1");
         using Process tshark = await StartCaptureAsync(server.Port, capture);
 
         // On lo the capture sees GSO sends before segmentation: one UDP "packet" holding several QUIC datagrams, which
-        // Wireshark cannot split after a 1-RTT packet. Our sockets send datagram by datagram, as a real NIC capture sees.
+        // Wireshark cannot split after a 1-RTT packet. Both sides send datagram by datagram (gtlsserver: --max-gso-dgrams=1),
+        // as a capture on a real NIC sees them.
         AppContext.SetSwitch("KestrelQuic.DisableGso", true);
         try
         {
@@ -70,9 +71,12 @@ public sealed class Http3WiresharkTests(ITestOutputHelper output) : IDisposable
         Assert.Contains(rows, r => Has(r, 0, "6") && Has(r, 1, "2"));
         Assert.Contains(rows, r => Has(r, 0, "10") && Has(r, 1, "3"));
 
-        // The GET on stream 0: our HEADERS (1) and the server's HEADERS and a DATA frame (0) of 1,024 bytes.
+        // Requests on streams 0 and 4: HEADERS (1) both ways on each, and the 1,024-byte file in a DATA frame (0). Under
+        // load a response's DATA frame may straddle two QUIC packets, which Wireshark 4.0 does not show as a frame:
+        // one of the two responses is enough.
         Assert.True(rows.Count(r => Has(r, 0, "0") && Has(r, 2, "1")) >= 2, "HEADERS both ways on stream 0");
-        Assert.Contains(rows, r => Has(r, 0, "0") && Has(r, 2, "0") && Has(r, 3, "1024"));
+        Assert.True(rows.Count(r => Has(r, 0, "4") && Has(r, 2, "1")) >= 2, "HEADERS both ways on stream 4");
+        Assert.Contains(rows, r => (Has(r, 0, "0") || Has(r, 0, "4")) && Has(r, 2, "0") && Has(r, 3, "1024"));
 
         // The POST on stream 4: our DATA frame carries the body, byte for byte.
         string bodyHex = Convert.ToHexStringLower(body);
