@@ -34,7 +34,9 @@ internal static partial class Log
     [LoggerMessage(9, LogLevel.Debug, "Connection {ConnectionId}: failed to shut down gracefully.", EventName = "ShutdownFailed")]
     public static partial void ShutdownFailed(ILogger logger, string connectionId, Exception exception);
 
-    [LoggerMessage(11, LogLevel.Information, "QUIC handshake with {RemoteEndPoint} failed: {Reason}.", EventName = "HandshakeFailed")]
+    // Debug: a peer decides how many handshakes fail, and the engine already reports each one (category KestrelQuic,
+    // events 4 and 5) at Information up to a rate.
+    [LoggerMessage(11, LogLevel.Debug, "QUIC handshake with {RemoteEndPoint} failed: {Reason}.", EventName = "HandshakeFailed")]
     public static partial void HandshakeFailed(ILogger logger, EndPoint remoteEndPoint, string reason);
 
     [LoggerMessage(10, LogLevel.Error, "Connection {ConnectionId}: a stream or connection callback threw.", EventName = "CallbackFailed")]

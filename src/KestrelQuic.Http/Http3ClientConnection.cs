@@ -25,6 +25,7 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
     private readonly HashSet<Http3RequestStream> _requests = [];
     private readonly object _sync = new();
     private readonly CancellationTokenSource _closing = new();
+    private readonly Http3Qlog? _qlog;
     private QuicStream? _control;
     private QuicStream? _qpackEncoderStream;
     private QuicStream? _qpackDecoderStream;
@@ -44,7 +45,11 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
         _options = options;
         _decoder = new QpackDecoder(options.QpackMaxTableCapacity, options.QpackBlockedStreams, options.MaxResponseHeadersLength * 1024L);
         _encoder = new QpackEncoder(options.QpackEncoderMaxTableCapacity);
+        _qlog = Http3Qlog.For(quic);
     }
+
+    /// <summary>HTTP/3 events for the connection's qlog file; null when qlog is off.</summary>
+    public Http3Qlog? Qlog => _qlog;
 
     /// <summary>The QUIC connection.</summary>
     public QuicConnection Quic => _quic;
@@ -138,17 +143,28 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
         Http3FrameWriter.WriteStreamType(buffer, Http3StreamType.Control);
         Http3FrameWriter.WriteSettingsFrame(buffer, settings);
         _control = await _quic.OpenOutboundStreamAsync(QuicStreamType.Unidirectional, cancellationToken).ConfigureAwait(false);
+        if (_qlog is { } qlog)
+        {
+            var payload = new ArrayBufferWriter<byte>(16);
+            settings.WritePayload(payload);
+            qlog.StreamTypeSet(local: true, _control.Id, Http3StreamType.Control);
+            qlog.Settings(created: true, _control.Id, payload.WrittenSpan.ToArray());
+            qlog.ParametersSet(local: true, payload.WrittenSpan.ToArray());
+        }
+
         await _control.WriteAsync(buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
 
         // QPACK streams (RFC 9204 §4.2).
         buffer.Clear();
         Http3FrameWriter.WriteStreamType(buffer, Http3StreamType.QpackEncoder);
         _qpackEncoderStream = await _quic.OpenOutboundStreamAsync(QuicStreamType.Unidirectional, cancellationToken).ConfigureAwait(false);
+        _qlog?.StreamTypeSet(local: true, _qpackEncoderStream.Id, Http3StreamType.QpackEncoder);
         await _qpackEncoderStream.WriteAsync(buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
 
         buffer.Clear();
         Http3FrameWriter.WriteStreamType(buffer, Http3StreamType.QpackDecoder);
         _qpackDecoderStream = await _quic.OpenOutboundStreamAsync(QuicStreamType.Unidirectional, cancellationToken).ConfigureAwait(false);
+        _qlog?.StreamTypeSet(local: true, _qpackDecoderStream.Id, Http3StreamType.QpackDecoder);
         await _qpackDecoderStream.WriteAsync(buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
 
         _acceptLoop = Task.Run(AcceptLoopAsync, CancellationToken.None);
@@ -445,6 +461,11 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
                 }
 
                 long type = await ReadStreamTypeAsync(stream).ConfigureAwait(false);
+                if (type >= 0)
+                {
+                    _qlog?.StreamTypeSet(local: false, stream.Id, type);
+                }
+
                 switch (type)
                 {
                     case Http3StreamType.Control when !sawControl:
@@ -508,6 +529,18 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
     private async Task RunControlStreamAsync(QuicStream stream)
     {
         var reader = new Http3FrameReader(Http3StreamKind.Control, isClient: true);
+        if (_qlog is { } qlog)
+        {
+            // Frames the reader skips (reserved, extensions) are seen only here; the known ones are traced below.
+            reader.FrameHeaderRead = (type, length) =>
+            {
+                if (!Http3FrameType.IsKnown(type))
+                {
+                    qlog.Frame(created: false, stream.Id, type, length);
+                }
+            };
+        }
+
         await using var input = new Http3StreamInput(stream, initialSize: 1024, maxSize: 64 * 1024);
         try
         {
@@ -531,6 +564,20 @@ internal sealed class Http3ClientConnection : IAsyncDisposable
                     }
 
                     continue;
+                }
+
+                if (_qlog is { } trace)
+                {
+                    if (frame.Type == Http3FrameType.Settings)
+                    {
+                        byte[] payload = frame.Payload.ToArray();
+                        trace.Settings(created: false, stream.Id, payload);
+                        trace.ParametersSet(local: false, payload);
+                    }
+                    else
+                    {
+                        trace.Frame(created: false, stream.Id, frame.Type, frame.Length, frame.Id);
+                    }
                 }
 
                 switch (frame.Type)

@@ -13,8 +13,9 @@ internal static class Http3RequestHeaderWriter
     /// <summary>
     /// Writes the HEADERS frame for <paramref name="request"/> on <paramref name="streamId"/>; returns the field section
     /// size as RFC 9114 §4.2.2 counts it. Dynamic-table insertions are left in the encoder for its encoder stream.
+    /// <paramref name="traced"/>, when given (qlog on), receives each field line as sent.
     /// </summary>
-    public static long WriteHeadersFrame(ArrayBufferWriter<byte> destination, HttpRequestMessage request, QpackEncoder encoder, long streamId, long? contentLength)
+    public static long WriteHeadersFrame(ArrayBufferWriter<byte> destination, HttpRequestMessage request, QpackEncoder encoder, long streamId, long? contentLength, List<KeyValuePair<string, string>>? traced = null)
     {
         long peerLimit = encoder.PeerMaxFieldSectionSize;
         var section = new ArrayBufferWriter<byte>(256);
@@ -24,7 +25,7 @@ internal static class Http3RequestHeaderWriter
             encoder.BeginFieldSection(streamId);
             try
             {
-                size = WriteFields(request, encoder, contentLength);
+                size = WriteFields(request, encoder, contentLength, traced);
                 if (size > peerLimit)
                 {
                     throw new HttpRequestException(HttpRequestError.ConfigurationLimitExceeded, $"The request headers ({size} bytes) exceed the server's SETTINGS_MAX_FIELD_SECTION_SIZE ({peerLimit}).");
@@ -43,7 +44,7 @@ internal static class Http3RequestHeaderWriter
         return size;
     }
 
-    private static long WriteFields(HttpRequestMessage request, QpackEncoder encoder, long? contentLength)
+    private static long WriteFields(HttpRequestMessage request, QpackEncoder encoder, long? contentLength, List<KeyValuePair<string, string>>? traced)
     {
         Uri uri = request.RequestUri!;
         long size = 0;
@@ -56,21 +57,21 @@ internal static class Http3RequestHeaderWriter
         }
 
         // Pseudo-headers first (§4.3.1), :authority instead of Host.
-        size += Write(encoder, ":method", method);
+        size += Write(encoder, ":method", method, traced);
         if (request.Method != HttpMethod.Connect)
         {
-            size += Write(encoder, ":scheme", uri.Scheme);
+            size += Write(encoder, ":scheme", uri.Scheme, traced);
         }
 
-        size += Write(encoder, ":authority", authority);
+        size += Write(encoder, ":authority", authority, traced);
         if (request.Method != HttpMethod.Connect)
         {
-            size += Write(encoder, ":path", string.IsNullOrEmpty(uri.PathAndQuery) ? "/" : uri.PathAndQuery);
+            size += Write(encoder, ":path", string.IsNullOrEmpty(uri.PathAndQuery) ? "/" : uri.PathAndQuery, traced);
         }
 
         foreach (KeyValuePair<string, HeaderStringValues> header in request.Headers.NonValidated)
         {
-            size += WriteHeader(encoder, header.Key, header.Value);
+            size += WriteHeader(encoder, header.Key, header.Value, traced);
         }
 
         if (request.Content is { } content)
@@ -79,14 +80,14 @@ internal static class Http3RequestHeaderWriter
             {
                 if (!header.Key.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
                 {
-                    size += WriteHeader(encoder, header.Key, header.Value);
+                    size += WriteHeader(encoder, header.Key, header.Value, traced);
                 }
             }
         }
 
         if (contentLength is long length)
         {
-            size += Write(encoder, "content-length", length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            size += Write(encoder, "content-length", length.ToString(System.Globalization.CultureInfo.InvariantCulture), traced);
         }
 
         return size;
@@ -104,7 +105,7 @@ internal static class Http3RequestHeaderWriter
         return uri.IsDefaultPort ? host : host + ":" + uri.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static long WriteHeader(QpackEncoder encoder, string name, HeaderStringValues values)
+    private static long WriteHeader(QpackEncoder encoder, string name, HeaderStringValues values, List<KeyValuePair<string, string>>? traced)
     {
         // Connection-specific fields are forbidden in HTTP/3 (§4.2); Host became :authority.
         if (IsExcluded(name))
@@ -119,7 +120,7 @@ internal static class Http3RequestHeaderWriter
             {
                 if (v.Equals("trailers", StringComparison.OrdinalIgnoreCase))
                 {
-                    return Write(encoder, "te", "trailers");
+                    return Write(encoder, "te", "trailers", traced);
                 }
             }
 
@@ -128,7 +129,7 @@ internal static class Http3RequestHeaderWriter
 
         // HeaderStringValues.ToString joins with the header's own separator (", ", or " " for User-Agent).
         string value = values.Count == 1 ? values.GetEnumerator().AsSingle() : values.ToString();
-        return Write(encoder, name, value);
+        return Write(encoder, name, value, traced);
     }
 
     private static bool IsExcluded(string name) =>
@@ -145,7 +146,7 @@ internal static class Http3RequestHeaderWriter
         return enumerator.Current;
     }
 
-    private static long Write(QpackEncoder encoder, string name, string value)
+    private static long Write(QpackEncoder encoder, string name, string value, List<KeyValuePair<string, string>>? traced)
     {
         // Field names are sent in lower case (§4.2): HttpHeaders keeps the canonical "Content-Type" spelling.
         Span<byte> lower = name.Length <= StackallocThreshold ? stackalloc byte[name.Length] : new byte[name.Length];
@@ -181,6 +182,7 @@ internal static class Http3RequestHeaderWriter
             bool sensitive = name.Equals("Authorization", StringComparison.OrdinalIgnoreCase) || name.Equals("Cookie", StringComparison.OrdinalIgnoreCase)
                 || name.Equals("Proxy-Authorization", StringComparison.OrdinalIgnoreCase);
             encoder.AddFieldLine(lower, valueBytes, neverIndexed: sensitive);
+            traced?.Add(new KeyValuePair<string, string>(System.Text.Encoding.ASCII.GetString(lower), value));
         }
         finally
         {

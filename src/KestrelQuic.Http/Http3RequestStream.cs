@@ -76,13 +76,25 @@ internal sealed class Http3RequestStream
         }
 
         _input = new Http3StreamInput(_stream, 4096, (_options.MaxResponseHeadersLength * 1024) + Http3FrameWriter.MaxFrameHeaderLength);
+        Http3Qlog? qlog = _connection.Qlog;
+        if (qlog is not null)
+        {
+            qlog.StreamTypeSet(local: true, _stream.Id, streamType: null);
+            _reader.FrameHeaderRead = OnFrameHeaderRead;
+        }
+
         CancellationTokenRegistration registration = cancellationToken.UnsafeRegister(static s => ((Http3RequestStream)s!).AbortStream(), this);
         try
         {
             HttpContent? content = _request.Content;
             long? contentLength = content?.Headers.ContentLength;
             var headers = new ArrayBufferWriter<byte>(256);
-            Http3RequestHeaderWriter.WriteHeadersFrame(headers, _request, _connection.Encoder, _stream.Id, contentLength);
+            List<KeyValuePair<string, string>>? traced = qlog is null ? null : [];
+            Http3RequestHeaderWriter.WriteHeadersFrame(headers, _request, _connection.Encoder, _stream.Id, contentLength, traced);
+            if (qlog is not null && Http3FrameHeaderParser.TryReadFrameHeader(headers.WrittenSpan, out _, out long headersPayload, out _))
+            {
+                qlog.Headers(created: true, _stream.Id, traced!, status: -1, headersPayload);
+            }
 
             // Insertions the section refers to go out first (the server would otherwise wait for them).
             await _connection.FlushEncoderInstructionsAsync().ConfigureAwait(false);
@@ -178,7 +190,7 @@ internal sealed class Http3RequestStream
     private async Task SendBodyAsync(HttpContent content, long? contentLength, CancellationToken cancellationToken)
     {
         await Task.Yield();
-        var body = new Http3RequestBodyStream(_stream!);
+        var body = new Http3RequestBodyStream(_stream!, _connection.Qlog);
         try
         {
             if (_request.Headers.ExpectContinue == true)
@@ -484,10 +496,20 @@ internal sealed class Http3RequestStream
         }
     }
 
+    /// <summary>qlog: DATA frames and the frames the reader skips are traced as their header arrives; HEADERS once decoded.</summary>
+    private void OnFrameHeaderRead(long type, long length)
+    {
+        if (type == Http3FrameType.Data || !Http3FrameType.IsKnown(type))
+        {
+            _connection.Qlog!.Frame(created: false, StreamId, type, length);
+        }
+    }
+
     private async ValueTask DecodeAsync(ReadOnlySequence<byte> section, bool trailers, CancellationToken cancellationToken)
     {
         _fields.Reset(trailers);
         QpackDecodeStatus status = await _connection.DecodeFieldSectionAsync(StreamId, section, _fields, cancellationToken).ConfigureAwait(false);
+        _connection.Qlog?.Headers(created: false, StreamId, _fields.Fields, trailers ? -1 : _fields.Status, section.Length);
         if (status == QpackDecodeStatus.FieldSectionTooLarge)
         {
             _stream!.Abort(QuicAbortDirection.Both, (long)Http3ErrorCode.ExcessiveLoad);

@@ -107,9 +107,14 @@ internal sealed class Http3ResponseStream : Stream
 internal sealed class Http3RequestBodyStream : Stream
 {
     private readonly QuicStream _stream;
+    private readonly Http3Qlog? _qlog;
     private readonly byte[] _header = new byte[Http3.Frames.Http3FrameWriter.MaxFrameHeaderLength];
 
-    public Http3RequestBodyStream(QuicStream stream) => _stream = stream;
+    public Http3RequestBodyStream(QuicStream stream, Http3Qlog? qlog)
+    {
+        _stream = stream;
+        _qlog = qlog;
+    }
 
     public long BytesWritten { get; private set; }
 
@@ -131,6 +136,7 @@ internal sealed class Http3RequestBodyStream : Stream
         }
 
         int headerLength = Http3.Frames.Http3FrameWriter.WriteFrameHeader(_header, Http3.Frames.Http3FrameType.Data, buffer.Length);
+        _qlog?.Frame(created: true, _stream.Id, Http3.Frames.Http3FrameType.Data, buffer.Length);
         await _stream.WriteAsync(_header.AsMemory(0, headerLength), cancellationToken).ConfigureAwait(false);
         await _stream.WriteAsync(buffer, cancellationToken).ConfigureAwait(false);
         BytesWritten += buffer.Length;

@@ -26,6 +26,9 @@ public sealed record QuicCloseReason
     /// <summary>True when the peer sent a stateless reset.</summary>
     public bool StatelessReset { get; init; }
 
+    /// <summary>We gave up a handshake that did not complete in time (closed with application error 0).</summary>
+    internal bool HandshakeTimeout { get; init; }
+
     /// <inheritdoc />
     public override string ToString() =>
         IdleTimeout ? "idle timeout" :

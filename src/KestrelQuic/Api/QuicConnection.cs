@@ -48,6 +48,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     private Exception? _error;
     private bool _closedLocally;
     private bool _disposed;
+    private QuicQlogTrace? _qlogTrace;
 
     private QuicConnection(QuicSocketEndpoint endpoint, QuicListener? listener, long defaultStreamErrorCode, long defaultCloseErrorCode, string? sessionKey, IQuicSessionStore? sessionStore)
     {
@@ -224,6 +225,20 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     /// <summary>Error code used by <see cref="DisposeAsync"/> when the connection was not closed.</summary>
     public long DefaultCloseErrorCode { get; }
 
+    /// <summary>
+    /// This connection's qlog trace, for events of the protocol above QUIC (the HTTP/3 client writes its frames there),
+    /// or null when <see cref="QuicConfiguration.QlogDirectory"/> is not set: check for null and nothing else is spent.
+    /// </summary>
+    public QuicQlogTrace? QlogTrace
+    {
+        get
+        {
+            if (_qlogTrace is { } trace) return trace;
+            if (_handle.Core.Qlog is not { } sink) return null;
+            return _qlogTrace = new QuicQlogTrace(_endpoint, sink);
+        }
+    }
+
     internal EndpointConnection Handle => _handle;
 
     internal QuicSocketEndpoint Endpoint => _endpoint;
@@ -317,7 +332,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         }
         catch (TimeoutException)
         {
-            await connection.AbandonHandshakeAsync("handshake timeout").ConfigureAwait(false);
+            await connection.AbandonHandshakeAsync("handshake timeout", handshakeTimeout: true).ConfigureAwait(false);
             throw new QuicException(QuicError.ConnectionTimeout, null, $"The handshake did not complete within {options.HandshakeTimeout}.");
         }
         catch (OperationCanceledException)
@@ -334,9 +349,9 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
     /// never receives this connection, so a closing period (3 PTOs, seconds before any RTT sample) would only keep
     /// the socket and its port bound for nobody; a late server packet then meets a closed port instead.
     /// </summary>
-    private async ValueTask AbandonHandshakeAsync(string reason)
+    private async ValueTask AbandonHandshakeAsync(string reason, bool handshakeTimeout = false)
     {
-        await AbortAsync(0, reason).ConfigureAwait(false);
+        await AbortAsync(0, reason, handshakeTimeout).ConfigureAwait(false);
         await _endpoint.DisposeAsync().ConfigureAwait(false);
     }
 
@@ -353,7 +368,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
                 Fail(new QuicException(QuicError.ConnectionTimeout, null, $"The handshake did not complete within {timeout}."));
             }
 
-            await AbortAsync(0, "handshake timeout").ConfigureAwait(false);
+            await AbortAsync(0, "handshake timeout", handshakeTimeout: true).ConfigureAwait(false);
         }
         catch (Exception)
         {
@@ -588,7 +603,7 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
         await AbortAsync(DefaultCloseErrorCode, string.Empty).ConfigureAwait(false);
     }
 
-    private ValueTask AbortAsync(long errorCode, string reason)
+    private ValueTask AbortAsync(long errorCode, string reason, bool handshakeTimeout = false)
     {
         lock (_endpoint.Lock)
         {
@@ -597,7 +612,8 @@ public sealed class QuicConnection : IAsyncDisposable, IEndpointConnectionOwner
             if (core.State is ConnectionState.Handshake or ConnectionState.Established)
             {
                 _closedLocally = true;
-                core.Close((ulong)errorCode, reason, QuicClock.Now);
+                if (handshakeTimeout) core.CloseOnHandshakeTimeout(QuicClock.Now);
+                else core.Close((ulong)errorCode, reason, QuicClock.Now);
                 _endpoint.AfterApplicationOperationLocked(_handle, flushNow: true);
             }
 

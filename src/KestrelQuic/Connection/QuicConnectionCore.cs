@@ -91,6 +91,9 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private long _lastCloseSentTime = long.MinValue;
     private readonly IConnectionTracerFactory? _tracers;
     private readonly IQlogSink? _qlog;
+
+    /// <summary>The connection's qlog sink, null when qlog is off (for events of the layer above, see <see cref="QuicQlogTrace"/>).</summary>
+    public IQlogSink? Qlog => _qlog;
     private ConnectionState _state = ConnectionState.Handshake;
 
     // The latest time the connection was driven with. The core reads no clock: TLS takes its wall time (ticket age
@@ -381,6 +384,12 @@ internal sealed partial class QuicConnectionCore : IDisposable
     /// <summary>Closes the connection immediately with an application error (CONNECTION_CLOSE 0x1d).</summary>
     public void Close(ulong applicationErrorCode, string reason, long now) => BeginClose(null, applicationErrorCode, reason, now);
 
+    /// <summary>
+    /// Gives up a handshake that took too long: closes like <see cref="Close"/>, and the close reason says it was a
+    /// timeout (metrics and logs report error.type "timeout", not an application error).
+    /// </summary>
+    public void CloseOnHandshakeTimeout(long now) => BeginClose(null, 0, "handshake timeout", now, handshakeTimeout: true);
+
     /// <summary>Queues a PING (ack-eliciting) in the next packet; raises <see cref="ConnectionEventKind.PingAcknowledged"/> when acknowledged.</summary>
     public void Ping() => _pingsRequested++;
 
@@ -574,7 +583,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
     }
 
     /// <summary>Starts an immediate close (RFC 9000 §10.2): transport error when <paramref name="error"/> is set, else application.</summary>
-    private void BeginClose(TransportError? error, ulong applicationCode, string reason, long now)
+    private void BeginClose(TransportError? error, ulong applicationCode, string reason, long now, bool handshakeTimeout = false)
     {
         if (State is ConnectionState.Closing or ConnectionState.Draining or ConnectionState.Closed) return;
         _pendingLocalError = error;
@@ -583,7 +592,7 @@ internal sealed partial class QuicConnectionCore : IDisposable
         _pendingCloseReason = error?.Reason ?? reason;
         CloseReason = error is TransportError e
             ? new QuicCloseReason { ErrorCode = (ulong)e.Code, FrameType = e.FrameType, Reason = e.Reason }
-            : new QuicCloseReason { ErrorCode = applicationCode, IsApplicationError = true, Reason = reason };
+            : new QuicCloseReason { ErrorCode = applicationCode, IsApplicationError = true, Reason = reason, HandshakeTimeout = handshakeTimeout };
         State = ConnectionState.Closing;
         _closeFramePending = true;
         _closeDeadline = now + 3 * _loss.GetProbeTimeoutDuration(PacketNumberSpace.ApplicationData, LossContext);

@@ -34,7 +34,9 @@ internal sealed class ConnectionTracerFactory(ILogger? logger) : IConnectionTrac
         if (string.IsNullOrEmpty(configuration.QlogDirectory)) return null;
         string directory = Path.GetFullPath(configuration.QlogDirectory);
         if (logger is not null && Announce("qlog:" + directory)) QuicLog.QlogEnabled(logger, directory);
-        return new QlogWriter(Path.Combine(directory, QlogWriter.FileName(originalDestinationConnectionId, isServer)), isServer, originalDestinationConnectionId, now, logger);
+        // HTTP/3 events come from the layer above (QuicQlogTrace); list their schema when h3 is on offer.
+        bool http3 = configuration.ApplicationProtocols.Any(static p => p == "h3" || p.StartsWith("h3-", StringComparison.Ordinal));
+        return new QlogWriter(Path.Combine(directory, QlogWriter.FileName(originalDestinationConnectionId, isServer)), isServer, originalDestinationConnectionId, now, logger, http3: http3);
     }
 
     private bool Announce(string key)

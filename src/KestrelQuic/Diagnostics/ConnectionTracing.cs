@@ -57,6 +57,12 @@ internal interface IQlogSink
 
     void ConnectionClosed(QuicCloseReason reason);
 
+    /// <summary>
+    /// An event of the protocol above QUIC (<see cref="QuicQlogTrace"/>): <paramref name="writeData"/> writes the members
+    /// of its data object. Ignored once the trace is complete.
+    /// </summary>
+    void ApplicationEvent<TState>(long now, string name, TState state, Action<System.Text.Json.Utf8JsonWriter, TState> writeData);
+
     /// <summary>The connection is gone: write out what is buffered. Idempotent.</summary>
     void Complete();
 }

@@ -23,11 +23,18 @@ namespace KestrelQuic.Diagnostics;
 internal sealed class QlogWriter : IQlogSink
 {
     public const string EventSchema = "urn:ietf:params:qlog:events:quic-12";
+
+    /// <summary>The main schema's loglevel namespace (draft 13): loglevel:warning reports dropped output.</summary>
+    public const string LogLevelEventSchema = "urn:ietf:params:qlog:events:loglevel-13";
+
+    /// <summary>draft-ietf-quic-qlog-h3-events (draft 12): listed when the connection offers HTTP/3 (events from <see cref="QuicQlogTrace"/>).</summary>
+    public const string Http3EventSchema = "urn:ietf:params:qlog:events:http3-12";
     private const int FlushThreshold = 32 * 1024;
     private const byte RecordSeparator = 0x1e;
 
     private readonly string _path;
     private readonly ILogger? _logger;
+    private readonly BackgroundFileWriter _writer;
     private readonly bool _isServer;
     private readonly PooledBuffer _buffer = new();
     private readonly Utf8JsonWriter _json;
@@ -38,16 +45,23 @@ internal sealed class QlogWriter : IQlogSink
     private long _lastMinRtt = -1, _lastSmoothedRtt = -1, _lastLatestRtt = -1, _lastRttVariance = -1, _lastCwnd = -1, _lastInFlight = -1, _lastSsthresh = -1;
     private int _lastPtoCount = -1;
     private bool _completed;
+    private bool _headerWritten;
+    private long _droppedBytes;
+    private readonly string _odcid;
+    private readonly bool _http3;
 
-    public QlogWriter(string path, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId, long now, ILogger? logger)
+    public QlogWriter(string path, bool isServer, ReadOnlySpan<byte> originalDestinationConnectionId, long now, ILogger? logger, BackgroundFileWriter? writer = null, bool http3 = false)
     {
+        _http3 = http3;
         _path = path;
+        _writer = writer ?? BackgroundFileWriter.Shared;
+        _odcid = Convert.ToHexStringLower(originalDestinationConnectionId);
         _start = now;
         _last = now;
         _isServer = isServer;
         _logger = logger;
         _json = new Utf8JsonWriter(_buffer, new JsonWriterOptions { SkipValidation = true });
-        WriteHeader(Convert.ToHexStringLower(originalDestinationConnectionId));
+        WriteHeader();
     }
 
     /// <summary>The file name for a connection: original destination connection ID in hex, then the role.</summary>
@@ -55,6 +69,9 @@ internal sealed class QlogWriter : IQlogSink
         => Convert.ToHexStringLower(originalDestinationConnectionId) + (isServer ? "_server" : "_client") + ".sqlog";
 
     public string FilePath => _path;
+
+    /// <summary>Bytes of this trace dropped because the background writer's queue was full (a slow disk).</summary>
+    public long DroppedBytes => _droppedBytes;
 
     public void ConnectionStarted(long now, EndPoint? remote, uint version)
     {
@@ -212,6 +229,33 @@ internal sealed class QlogWriter : IQlogSink
         Flush();
     }
 
+    public void ApplicationEvent<TState>(long now, string name, TState state, Action<Utf8JsonWriter, TState> writeData)
+    {
+        if (_completed) return;
+        int start = _buffer.Length;
+        Begin(now, name);
+        bool written = false;
+        try
+        {
+            writeData(_json, state);
+
+            // Inside the record's object and its data object: anything else would break every later record.
+            if (_json.CurrentDepth != 2) throw new InvalidOperationException($"The data of qlog event {name} left {_json.CurrentDepth - 2} JSON containers open or closed too many.");
+            written = true;
+        }
+        finally
+        {
+            if (!written)
+            {
+                // Leave the file as it was: drop the partial record.
+                _json.Reset(_buffer);
+                _buffer.Truncate(start);
+            }
+        }
+
+        End();
+    }
+
     public void Complete()
     {
         if (_completed) return;
@@ -220,8 +264,9 @@ internal sealed class QlogWriter : IQlogSink
         _buffer.Release();
     }
 
-    private void WriteHeader(string odcid)
+    private void WriteHeader()
     {
+        string odcid = _odcid;
         _buffer.WriteByte(RecordSeparator);
         _json.Reset(_buffer);
         _json.WriteStartObject();
@@ -244,6 +289,8 @@ internal sealed class QlogWriter : IQlogSink
         _json.WriteEndObject();
         _json.WriteStartArray("event_schemas");
         _json.WriteStringValue(EventSchema);
+        _json.WriteStringValue(LogLevelEventSchema);
+        if (_http3) _json.WriteStringValue(Http3EventSchema);
         _json.WriteEndArray();
         _json.WriteEndObject();
         _json.WriteEndObject();
@@ -251,7 +298,16 @@ internal sealed class QlogWriter : IQlogSink
         _buffer.WriteByte((byte)'\n');
     }
 
-    private void Begin(long now, string name) => Begin(now, JsonEncodedText.Encode(name));
+    private void Begin(long now, string name)
+    {
+        if (now > _last) _last = now;
+        _buffer.WriteByte(RecordSeparator);
+        _json.Reset(_buffer);
+        _json.WriteStartObject();
+        _json.WriteNumber(P.time, Ms(Math.Max(now, _last) - _start));
+        _json.WriteString(P.name, name);
+        _json.WriteStartObject(P.data);
+    }
 
     private void Begin(long now, JsonEncodedText name)
     {
@@ -277,7 +333,20 @@ internal sealed class QlogWriter : IQlogSink
     {
         if (_buffer.Length == 0 || _completed && _buffer.Array is null) return;
         (byte[] array, int length) = _buffer.Detach();
-        BackgroundFileWriter.Append(_path, array, length, _logger);
+        if (_writer.Append(_path, array, length, TraceOutput.Qlog, _logger))
+        {
+            _headerWritten = true;
+            return;
+        }
+
+        // The disk is behind: these records are gone. The file must still start with its header, and says what it lost.
+        _droppedBytes += length;
+        if (_completed) return;
+        if (!_headerWritten) WriteHeader();
+        Begin(_last, "loglevel:warning");
+        _json.WriteString("message", "qlog records dropped: the background writer's queue was full (the disk is slower than the connections)");
+        _json.WriteNumber("dropped_bytes", _droppedBytes);
+        End();
     }
 
     private void WritePacket(JsonEncodedText name, long now, PacketType type, long packetNumber, int packetLength, ReadOnlySpan<byte> dcid, ReadOnlySpan<byte> scid, ReadOnlySpan<byte> payload, int ackDelayExponent)
@@ -599,6 +668,9 @@ internal sealed class QlogWriter : IQlogSink
             Ensure(1);
             _array![_length++] = value;
         }
+
+        /// <summary>Forgets what was written after <paramref name="length"/> bytes (a record abandoned half-way).</summary>
+        public void Truncate(int length) => _length = Math.Min(_length, length);
 
         public (byte[] Array, int Length) Detach()
         {

@@ -21,6 +21,7 @@ internal static class QuicMetrics
     public const string ErrorTypeTag = "error.type";
     public const string DirectionTag = "network.io.direction";
     public const string ReasonTag = "kestrelquic.drop_reason";
+    public const string OutputTag = "kestrelquic.output";
 
     private static readonly Meter s_meter = new(MeterName, typeof(QuicMetrics).Assembly.GetName().Version?.ToString());
     private static readonly Lock s_lock = new();
@@ -62,6 +63,7 @@ internal static class QuicMetrics
         s_meter.CreateObservableCounter("kestrelquic.stateless_resets_sent", () => Collect().StatelessResetsSent, "{packet}", "Stateless resets sent.");
         s_meter.CreateObservableCounter("kestrelquic.datagrams.dropped", DroppedDatagrams, "{datagram}", "Datagrams dropped before reaching a connection, by kestrelquic.drop_reason.");
         s_meter.CreateObservableCounter("kestrelquic.tokens.rejected", () => Collect().InvalidTokens, "{token}", "Retry and NEW_TOKEN tokens that failed validation (forged, altered, expired, another address or kind).");
+        s_meter.CreateObservableCounter("kestrelquic.trace.dropped", TraceDropped, "By", "qlog and secrets log bytes dropped because the disk was slower than the connections, by kestrelquic.output (qlog, secrets_log).");
         s_meter.CreateObservableCounter("kestrelquic.early_data.rejected", EarlyDataRejected, "{connection}", "0-RTT refused by the anti-replay register, by kestrelquic.drop_reason (replay, register_full).");
     }
 
@@ -113,7 +115,7 @@ internal static class QuicMetrics
     public static string ErrorType(QuicCloseReason? reason)
     {
         if (reason is null) return "aborted";
-        if (reason.IdleTimeout) return "timeout";
+        if (reason.IdleTimeout || reason.HandshakeTimeout) return "timeout";
         if (reason.StatelessReset) return "stateless_reset";
         if (reason.IsApplicationError) return "application_error";
         if (reason.ErrorCode is >= 0x100 and <= 0x1ff) return "crypto_error." + SnakeCase(((TlsAlert)(byte)(reason.ErrorCode - 0x100)).ToString());
@@ -159,6 +161,12 @@ internal static class QuicMetrics
             new Measurement<long>(received(t), new KeyValuePair<string, object?>(DirectionTag, "receive")),
         ];
     }
+
+    private static IEnumerable<Measurement<long>> TraceDropped() =>
+    [
+        new Measurement<long>(BackgroundFileWriter.TotalDroppedQlogBytes, new KeyValuePair<string, object?>(OutputTag, "qlog")),
+        new Measurement<long>(BackgroundFileWriter.TotalDroppedSecretsBytes, new KeyValuePair<string, object?>(OutputTag, "secrets_log")),
+    ];
 
     private static IEnumerable<Measurement<long>> EarlyDataRejected()
     {

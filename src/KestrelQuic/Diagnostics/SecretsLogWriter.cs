@@ -45,7 +45,7 @@ internal sealed class SecretsLogWriter : IKeyLogSink
         buffer[n++] = (byte)' ';
         n += WriteHex(secret, buffer.AsSpan(n));
         buffer[n++] = (byte)'\n';
-        BackgroundFileWriter.Append(_path, buffer, n, _logger);
+        BackgroundFileWriter.Shared.Append(_path, buffer, n, TraceOutput.SecretsLog, _logger);
     }
 
     private static int WriteHex(ReadOnlySpan<byte> data, Span<byte> dest)

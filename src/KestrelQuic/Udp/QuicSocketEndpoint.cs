@@ -59,6 +59,9 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
     private bool _disposed;
     private readonly ILogger _logger;
     private readonly Dictionary<EndpointConnection, ConnectionTracking> _tracked = new();
+
+    /// <summary>Peers decide how often a server's connections fail: Information for 10 a minute, then Debug.</summary>
+    private readonly LogRateLimiter _peerFailureLogs = new(limit: 10, window: TimeSpan.FromMinutes(1));
     private MetricsTotals _removedTotals;
 
     private QuicSocketEndpoint(UdpDatagramSocket socket, EndpointSettings settings, bool disposeWhenEmpty, int receiveBufferSize, int sendBufferSize, ILogger? logger)
@@ -535,29 +538,50 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         QuicConnectionCore core = connection.Core;
         QuicCloseReason? reason = core.CloseReason;
         string errorType = QuicMetrics.ErrorType(reason);
-        string remote = core.RemoteAddress?.ToString() ?? string.Empty;
         string text = reason?.Reason ?? "endpoint closed";
-        if (!tracking.HandshakeCompleted)
+        bool protocolError = tracking.HandshakeCompleted && reason is { IsApplicationError: false, IdleTimeout: false, StatelessReset: false }
+            && reason.ErrorCode != (ulong)TransportErrorCode.NoError;
+        if (!tracking.HandshakeCompleted || protocolError)
         {
-            if (reason is { IsApplicationError: false, IdleTimeout: false, StatelessReset: false, ErrorCode: >= 0x100 and <= 0x1ff })
+            LogLevel level = core.IsServer ? PeerFailureLevel(now) : LogLevel.Information;
+            if (_logger.IsEnabled(level))
             {
-                var alert = (TlsAlert)(byte)(reason.ErrorCode - 0x100);
-                QuicLog.HandshakeFailedAlert(_logger, connection.Id, remote, QuicMetrics.SnakeCase(alert.ToString()), (int)alert, reason.ClosedByPeer ? "peer" : "local", text);
+                string remote = core.RemoteAddress?.ToString() ?? string.Empty;
+                if (protocolError)
+                {
+                    QuicLog.ProtocolError(_logger, level, connection.Id, remote, errorType, Hex(reason!.ErrorCode), Hex(reason.FrameType), reason.ClosedByPeer ? "peer" : "local", text);
+                }
+                else if (reason is { IsApplicationError: false, IdleTimeout: false, StatelessReset: false, ErrorCode: >= 0x100 and <= 0x1ff })
+                {
+                    var alert = (TlsAlert)(byte)(reason.ErrorCode - 0x100);
+                    QuicLog.HandshakeFailedAlert(_logger, level, connection.Id, remote, QuicMetrics.SnakeCase(alert.ToString()), (int)alert, reason.ClosedByPeer ? "peer" : "local", text);
+                }
+                else
+                {
+                    QuicLog.HandshakeIncomplete(_logger, level, connection.Id, remote, errorType, text);
+                }
             }
-            else
-            {
-                QuicLog.HandshakeIncomplete(_logger, connection.Id, remote, errorType, text);
-            }
-        }
-        else if (reason is { IsApplicationError: false, IdleTimeout: false, StatelessReset: false } && reason.ErrorCode != (ulong)TransportErrorCode.NoError)
-        {
-            QuicLog.ProtocolError(_logger, connection.Id, remote, errorType, Hex(reason.ErrorCode), Hex(reason.FrameType), reason.ClosedByPeer ? "peer" : "local", text);
         }
 
         if (_logger.IsEnabled(LogLevel.Debug))
         {
             QuicLog.ConnectionClosed(_logger, connection.Id, TimeSpan.FromTicks(now - tracking.StartTime).TotalMilliseconds, errorType, Hex(reason?.ErrorCode ?? 0),
                 reason?.IsApplicationError ?? false, reason?.ClosedByPeer ?? false, text);
+        }
+    }
+
+    /// <summary>The level of a server connection's failure line: Information within the rate, Debug beyond it.</summary>
+    private LogLevel PeerFailureLevel(long now)
+    {
+        switch (_peerFailureLogs.Next(now))
+        {
+            case LogRateDecision.Allow:
+                return LogLevel.Information;
+            case LogRateDecision.StartSuppressing:
+                QuicLog.PeerFailureLogsSuppressed(_logger, _peerFailureLogs.Limit, _peerFailureLogs.Window.TotalSeconds);
+                return LogLevel.Debug;
+            default:
+                return LogLevel.Debug;
         }
     }
 

@@ -48,11 +48,18 @@ internal sealed class UdpDatagramSocket : IDisposable
     private int _lastSendError;
     private int _disposed;
 
+    /// <summary>
+    /// AppContext switch that sends every datagram with its own sendmsg, without GSO: packet captures on loopback then
+    /// see whole QUIC datagrams (with GSO they see the batch before segmentation, which Wireshark cannot split).
+    /// For debugging; read when a socket is bound.
+    /// </summary>
+    public const string DisableGsoSwitch = "KestrelQuic.DisableGso";
+
     private UdpDatagramSocket(Socket socket, bool gsoSupported)
     {
         _socket = socket;
         GsoSupported = gsoSupported;
-        _gsoEnabled = gsoSupported;
+        _gsoEnabled = gsoSupported && !(AppContext.TryGetSwitch(DisableGsoSwitch, out bool disabled) && disabled);
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
         ReceiveBufferSize = socket.ReceiveBufferSize;
         SendBufferSize = socket.SendBufferSize;

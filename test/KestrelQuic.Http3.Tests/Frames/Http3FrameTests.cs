@@ -30,6 +30,49 @@ public sealed class Http3FrameTests
     }
 
     [Fact]
+    public void FrameHeaderRead_OncePerFrame_IncludingSkippedOnes_BeforeDataPayloadArrives()
+    {
+        var writer = new ArrayBufferWriter<byte>();
+        Http3FrameWriter.WriteHeadersFrame(writer, [0x00, 0x00, 0xd9]);
+        Http3FrameWriter.WriteReservedFrame(writer, 3, "grease"u8);
+        Http3FrameWriter.WriteFrameHeader(writer, 0x7a, 2); // an unknown extension frame
+        writer.Write<byte>([1, 2]);
+        Http3FrameWriter.WriteDataFrame(writer, new byte[300]);
+        Http3FrameWriter.WriteDataFrame(writer, []);
+        byte[] stream = writer.WrittenSpan.ToArray();
+
+        var reader = new Http3FrameReader(Http3StreamKind.Request);
+        var seen = new List<(long Type, long Length, int DataChunksBefore)>();
+        int chunks = 0;
+        reader.FrameHeaderRead = (type, length) => seen.Add((type, length, chunks));
+
+        // Byte by byte: headers split anywhere still give one call per frame, before the payload.
+        int consumed = 0;
+        for (int delivered = 1; delivered <= stream.Length; delivered++)
+        {
+            var buffer = new ReadOnlySequence<byte>(stream, consumed, delivered - consumed);
+            while (true)
+            {
+                long before = buffer.Length;
+                Http3FrameReadStatus status = reader.TryReadFrame(ref buffer, out Http3Frame frame, out _);
+                consumed += (int)(before - buffer.Length);
+                if (status != Http3FrameReadStatus.Frame) break;
+                if (frame.Type == Http3FrameType.Data) chunks++;
+            }
+        }
+
+        Assert.Equal(
+            [
+                (Http3FrameType.Headers, 3L, 0),
+                (Http3Reserved.GetValue(3), 6L, 0),
+                (0x7aL, 2L, 0),
+                (Http3FrameType.Data, 300L, 0),
+                (Http3FrameType.Data, 0L, 300),
+            ],
+            seen);
+    }
+
+    [Fact]
     public void Settings_DefaultsAreNotSent()
     {
         var writer = new ArrayBufferWriter<byte>();

@@ -118,4 +118,145 @@ public sealed class LoggingTests(ITestOutputHelper output)
         Assert.Equal(100, dropped["Length"]);
         Assert.False(string.IsNullOrEmpty((string?)dropped["DropReason"]));
     }
+
+    [Fact]
+    public async Task HandshakeTimeout_LogsHandshakeIncompleteWithErrorType()
+    {
+        var clientLog = new CapturingLoggerProvider();
+        using var silent = new System.Net.Sockets.UdpClient(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0)); // takes the Initials, never answers
+        QuicClientConnectionOptions clientOptions = LoopbackTests.ClientOptions((System.Net.IPEndPoint)silent.Client.LocalEndPoint!);
+        clientOptions.HandshakeTimeout = TimeSpan.FromMilliseconds(500);
+        clientOptions.LoggerFactory = clientLog;
+        QuicException e = await Assert.ThrowsAsync<QuicException>(async () => await QuicConnection.ConnectAsync(clientOptions).AsTask().WaitAsync(Timeout));
+        Assert.Equal(QuicError.ConnectionTimeout, e.QuicError);
+
+        CapturingLoggerProvider.Entry incomplete = await clientLog.WaitFor(e => e.EventId.Id == 5, Timeout);
+        output.WriteLine(incomplete.Message);
+        Assert.Equal("HandshakeIncomplete", incomplete.EventId.Name);
+        Assert.Equal(LogLevel.Information, incomplete.Level);
+        Assert.Equal(QuicLog.CategoryName, incomplete.Category);
+        Assert.Equal("timeout", incomplete["ErrorType"]);
+        Assert.Equal(silent.Client.LocalEndPoint!.ToString(), incomplete["RemoteEndPoint"]);
+        Assert.IsType<long>(incomplete["ConnectionId"]);
+        Assert.DoesNotContain(clientLog.Entries, e => e.EventId.Id == 4);
+    }
+
+    [Fact]
+    public async Task QlogDirectory_LogsQlogEnabledOnce_AndUnwritableTraceLogsQlogWriteFailed()
+    {
+        // A regular file where the directory should be: every qlog file under it fails to open.
+        string blocker = Path.GetTempFileName();
+        try
+        {
+            var clientLog = new CapturingLoggerProvider();
+            await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+            for (int i = 0; i < 2; i++)
+            {
+                QuicClientConnectionOptions clientOptions = LoopbackTests.ClientOptions(listener.LocalEndPoint, c => c.QlogDirectory = blocker);
+                clientOptions.LoggerFactory = clientLog;
+                Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+                await using QuicConnection client = await QuicConnection.ConnectAsync(clientOptions).AsTask().WaitAsync(Timeout);
+                await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+                await client.CloseAsync(0);
+            }
+
+            CapturingLoggerProvider.Entry enabled = await clientLog.WaitFor(e => e.EventId.Id == 10, Timeout);
+            Assert.Equal("QlogEnabled", enabled.EventId.Name);
+            Assert.Equal(LogLevel.Information, enabled.Level);
+            Assert.Equal(Path.GetFullPath(blocker), enabled["Directory"]);
+
+            CapturingLoggerProvider.Entry failed = await clientLog.WaitFor(e => e.EventId.Id == 11, Timeout);
+            output.WriteLine(failed.Message + " " + failed.Exception?.GetType().Name);
+            Assert.Equal("QlogWriteFailed", failed.EventId.Name);
+            Assert.Equal(LogLevel.Warning, failed.Level);
+            Assert.StartsWith(Path.GetFullPath(blocker) + Path.DirectorySeparatorChar, (string)failed["Path"]!);
+            Assert.EndsWith("_client.sqlog", (string)failed["Path"]!);
+            Assert.IsAssignableFrom<IOException>(failed.Exception);
+            Assert.DoesNotContain(clientLog.Entries, e => e.EventId.Id == 9);
+        }
+        finally
+        {
+            File.Delete(blocker);
+        }
+    }
+
+    [Fact]
+    public async Task UnwritableSecretsLog_LogsSecretsLogWriteFailed()
+    {
+        string blocker = Path.GetTempFileName();
+        try
+        {
+            string keys = Path.Combine(blocker, "keys.log"); // under a regular file: cannot be created
+            var clientLog = new CapturingLoggerProvider();
+            await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+            QuicClientConnectionOptions clientOptions = LoopbackTests.ClientOptions(listener.LocalEndPoint, c => c.SecretsLogFile = keys);
+            clientOptions.LoggerFactory = clientLog;
+            Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+            await using QuicConnection client = await QuicConnection.ConnectAsync(clientOptions).AsTask().WaitAsync(Timeout);
+            await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+
+            CapturingLoggerProvider.Entry failed = await clientLog.WaitFor(e => e.EventId.Id == 9, Timeout);
+            output.WriteLine(failed.Message + " " + failed.Exception?.GetType().Name);
+            Assert.Equal("SecretsLogWriteFailed", failed.EventId.Name);
+            Assert.Equal(LogLevel.Warning, failed.Level);
+            Assert.Equal(Path.GetFullPath(keys), failed["Path"]);
+            Assert.IsAssignableFrom<IOException>(failed.Exception);
+            Assert.Contains(clientLog.Entries, e => e.EventId.Id == 8); // the secrets warning came first
+            Assert.DoesNotContain(clientLog.Entries, e => e.EventId.Id == 11);
+        }
+        finally
+        {
+            File.Delete(blocker);
+        }
+    }
+
+    [Fact]
+    public async Task ServerHandshakeFailureFlood_TenAtInformation_ThenOneNotice_RestAtDebug()
+    {
+        var serverLog = new CapturingLoggerProvider();
+        QuicListenerOptions listenerOptions = LoopbackTests.ListenerOptions();
+        listenerOptions.LoggerFactory = serverLog;
+        await using QuicListener listener = await QuicListener.ListenAsync(listenerOptions);
+        const int Failures = 13;
+        for (int i = 0; i < Failures; i++)
+        {
+            // The client refuses the server's certificate: the server sees the peer's TLS alert.
+            await Assert.ThrowsAsync<QuicException>(async () =>
+                await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint, c => c.ServerName = "not-localhost.example")).AsTask().WaitAsync(Timeout));
+        }
+
+        using var cts = new CancellationTokenSource(Timeout);
+        while (serverLog.Entries.Count(e => e.EventId.Id == 4) < Failures) await Task.Delay(20, cts.Token);
+
+        List<CapturingLoggerProvider.Entry> failures = serverLog.Entries.Where(e => e.EventId.Id == 4).ToList();
+        Assert.All(failures, f => Assert.Equal("peer", f["Sender"]));
+        Assert.Equal(10, failures.Count(f => f.Level == LogLevel.Information));
+        Assert.Equal(Failures - 10, failures.Count(f => f.Level == LogLevel.Debug));
+        CapturingLoggerProvider.Entry notice = Assert.Single(serverLog.Entries, e => e.EventId.Id == 13);
+        Assert.Equal("PeerFailureLogsSuppressed", notice.EventId.Name);
+        Assert.Equal(LogLevel.Warning, notice.Level);
+        Assert.Equal(10, notice["Limit"]);
+        Assert.Equal(60.0, notice["WindowSeconds"]);
+
+        // The notice comes right after the tenth Information line.
+        List<CapturingLoggerProvider.Entry> ordered = serverLog.Entries.Where(e => e.EventId.Id is 4 or 13).ToList();
+        Assert.Equal(13, ordered[10].EventId.Id);
+        Assert.All(ordered.Take(10), e => Assert.Equal(LogLevel.Information, e.Level));
+        output.WriteLine(notice.Message);
+    }
+
+    [Fact]
+    public void LogRateLimiter_AllowsLimitPerWindow_AnnouncesOnce_ResetsWithTheNextWindow()
+    {
+        var limiter = new LogRateLimiter(limit: 3, window: TimeSpan.FromSeconds(10));
+        long t = TimeSpan.FromHours(1).Ticks;
+        Assert.Equal(LogRateDecision.Allow, limiter.Next(t));
+        Assert.Equal(LogRateDecision.Allow, limiter.Next(t + 1));
+        Assert.Equal(LogRateDecision.Allow, limiter.Next(t + 2));
+        Assert.Equal(LogRateDecision.StartSuppressing, limiter.Next(t + 3));
+        Assert.Equal(LogRateDecision.Suppress, limiter.Next(t + 4));
+        Assert.Equal(LogRateDecision.Suppress, limiter.Next(t + TimeSpan.FromSeconds(10).Ticks - 1));
+        Assert.Equal(LogRateDecision.Allow, limiter.Next(t + TimeSpan.FromSeconds(10).Ticks));
+        Assert.Equal(LogRateDecision.Allow, limiter.Next(t + TimeSpan.FromSeconds(11).Ticks));
+    }
 }

@@ -14,7 +14,23 @@ public sealed class QlogTests(ITestOutputHelper output) : IDisposable
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
     private readonly string _directory = Directory.CreateTempSubdirectory("kq-qlog-").FullName;
 
-    public void Dispose() => Directory.Delete(_directory, recursive: true);
+    public void Dispose()
+    {
+        // Connections closed at the end of a test still append their last records for a moment (closing period).
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                BackgroundFileWriter.Shared.DrainAsync().Wait(Timeout);
+                Directory.Delete(_directory, recursive: true);
+                return;
+            }
+            catch (IOException) when (attempt < 20)
+            {
+                Thread.Sleep(100);
+            }
+        }
+    }
 
     [Fact]
     public async Task LossyTransfer_EveryRecordParses_AndEachEventKindIsPresentWithSaneContent()
@@ -88,6 +104,14 @@ public sealed class QlogTests(ITestOutputHelper output) : IDisposable
 
             Assert.Contains(byName["quic:recovery_metrics_updated"], e => Data(e).TryGetProperty("smoothed_rtt", out JsonElement rtt) && rtt.GetDouble() > 0 && rtt.GetDouble() < 1000);
             Assert.Contains(byName["quic:recovery_metrics_updated"], e => Data(e).TryGetProperty("congestion_window", out JsonElement cwnd) && cwnd.GetInt64() >= 2400);
+
+            // bytes_in_flight follows sends and acknowledgements: it rises above a full packet and falls back as ACKs arrive.
+            long[] inFlight = byName["quic:recovery_metrics_updated"].Where(e => Data(e).TryGetProperty("bytes_in_flight", out _))
+                .Select(e => Data(e).GetProperty("bytes_in_flight").GetInt64()).ToArray();
+            Assert.All(inFlight, b => Assert.True(b >= 0));
+            Assert.Contains(inFlight, b => b >= 1200);
+            int peak = Array.IndexOf(inFlight, inFlight.Max());
+            Assert.Contains(inFlight.Skip(peak + 1), b => b < inFlight[peak]);
             Assert.Contains(byName["quic:key_updated"], e => Data(e).GetProperty("key_type").GetString() == "client_handshake_secret" && Data(e).GetProperty("trigger").GetString() == "tls");
             Assert.Contains(byName["quic:key_updated"], e => Data(e).GetProperty("key_type").GetString() == "server_initial_secret");
             Assert.Contains(byName["quic:key_updated"], e => Data(e).GetProperty("key_type").GetString() == "server_1rtt_secret"
@@ -130,10 +154,69 @@ public sealed class QlogTests(ITestOutputHelper output) : IDisposable
             output.WriteLine($"qlog {(qlog ? "on " : "off")}: {PayloadSize / 1048576.0 / watch.Elapsed.TotalSeconds:F0} MB/s");
         }
 
-        await BackgroundFileWriter.DrainAsync().WaitAsync(Timeout);
+        await BackgroundFileWriter.Shared.DrainAsync().WaitAsync(Timeout);
         long bytes = Directory.GetFiles(_directory).Sum(f => new FileInfo(f).Length);
         output.WriteLine($"qlog output for 2 x 2 connections: {bytes / 1048576.0:F1} MB");
         Assert.Equal(4, Directory.GetFiles(_directory, "*.sqlog").Length);
+    }
+
+    [Fact]
+    public async Task QlogTrace_NullWhenOff_ApplicationEventsInOrder_BrokenCallbacksWriteNothing()
+    {
+        await using QuicListener listener = await QuicListener.ListenAsync(LoopbackTests.ListenerOptions());
+        Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
+        await using (QuicConnection plain = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint)).AsTask().WaitAsync(Timeout))
+        {
+            Assert.Null(plain.QlogTrace);
+            await using QuicConnection plainServer = await acceptTask.WaitAsync(Timeout);
+            Assert.Null(plainServer.QlogTrace);
+        }
+
+        acceptTask = listener.AcceptConnectionAsync().AsTask();
+        QuicQlogTrace trace;
+        await using (QuicConnection client = await QuicConnection.ConnectAsync(LoopbackTests.ClientOptions(listener.LocalEndPoint, c => c.QlogDirectory = _directory)).AsTask().WaitAsync(Timeout))
+        {
+            await using QuicConnection server = await acceptTask.WaitAsync(Timeout);
+            trace = client.QlogTrace!;
+            Assert.NotNull(trace);
+            Assert.Same(trace, client.QlogTrace);
+            trace.WriteEvent("app:request_started", ("GET", 7), static (w, s) =>
+            {
+                w.WriteString("method", s.Item1);
+                w.WriteNumber("request_id", s.Item2);
+                w.WriteStartArray("tags");
+                w.WriteStringValue("a\"b");
+                w.WriteEndArray();
+            });
+            Assert.Throws<FormatException>(() => trace.WriteEvent("app:throws", 0, static (w, _) =>
+            {
+                w.WriteString("half", "written");
+                throw new FormatException("callback failed");
+            }));
+            Assert.Throws<InvalidOperationException>(() => trace.WriteEvent("app:unbalanced", 0, static (w, _) => w.WriteStartObject("open")));
+            Assert.Throws<ArgumentException>(() => trace.WriteEvent(string.Empty, 0, static (_, _) => { }));
+            await client.PingAsync().AsTask().WaitAsync(Timeout);
+            trace.WriteEvent("app:request_done", 7, static (w, id) => w.WriteNumber("request_id", id));
+            await client.CloseAsync(0);
+        }
+
+        string file = await WaitForClosedTrace("_client.sqlog");
+        trace.WriteEvent("app:after_close", 0, static (w, _) => w.WriteNumber("x", 1)); // ignored: the connection is gone
+        await BackgroundFileWriter.Shared.DrainAsync().WaitAsync(Timeout);
+        List<JsonElement> records = ReadRecords(file);
+        Assert.DoesNotContain("urn:ietf:params:qlog:events:http3-12", records[0].GetProperty("trace").GetProperty("event_schemas").EnumerateArray().Select(e => e.GetString()));
+        List<string> names = records.Skip(1).Select(e => e.GetProperty("name").GetString()!).ToList();
+        Assert.DoesNotContain("app:throws", names);
+        Assert.DoesNotContain("app:unbalanced", names);
+        Assert.DoesNotContain("app:after_close", names);
+        int started = names.IndexOf("app:request_started"), done = names.IndexOf("app:request_done");
+        Assert.True(started > names.IndexOf("quic:connection_started"));
+        Assert.True(done > started);
+        Assert.Contains("quic:packet_sent", names.Skip(started).Take(done - started)); // the PING went out between them
+        JsonElement data = Data(records[started + 1]);
+        Assert.Equal("GET", data.GetProperty("method").GetString());
+        Assert.Equal(7, data.GetProperty("request_id").GetInt32());
+        Assert.Equal("a\"b", data.GetProperty("tags")[0].GetString());
     }
 
     private static JsonElement Data(JsonElement e) => e.GetProperty("data");
@@ -160,7 +243,7 @@ public sealed class QlogTests(ITestOutputHelper output) : IDisposable
         using var cts = new CancellationTokenSource(Timeout);
         while (true)
         {
-            await BackgroundFileWriter.DrainAsync(cts.Token);
+            await BackgroundFileWriter.Shared.DrainAsync(cts.Token);
             string? file = Directory.GetFiles(_directory, "*" + suffix).SingleOrDefault();
             if (file is not null)
             {

@@ -48,7 +48,7 @@ public sealed class SecretsLogTests(ITestOutputHelper output) : IDisposable
             Assert.True(second.IsResumed);
         }
 
-        await BackgroundFileWriter.DrainAsync().WaitAsync(Timeout);
+        await BackgroundFileWriter.Shared.DrainAsync().WaitAsync(Timeout);
         Dictionary<(string Label, string Random), string> client = Parse(clientFile);
         Dictionary<(string Label, string Random), string> server = Parse(serverFile);
         output.WriteLine(File.ReadAllText(clientFile));
@@ -87,7 +87,7 @@ public sealed class SecretsLogTests(ITestOutputHelper output) : IDisposable
                 await (await acceptTask.WaitAsync(Timeout)).DisposeAsync();
             }
 
-            await BackgroundFileWriter.DrainAsync().WaitAsync(Timeout);
+            await BackgroundFileWriter.Shared.DrainAsync().WaitAsync(Timeout);
             Assert.False(File.Exists(file));
 
             var log = new CapturingLoggerProvider();
@@ -99,7 +99,7 @@ public sealed class SecretsLogTests(ITestOutputHelper output) : IDisposable
                 await (await acceptTask.WaitAsync(Timeout)).DisposeAsync();
             }
 
-            await BackgroundFileWriter.DrainAsync().WaitAsync(Timeout);
+            await BackgroundFileWriter.Shared.DrainAsync().WaitAsync(Timeout);
             Assert.Equal(4, Parse(file).Count);
             CapturingLoggerProvider.Entry warning = Assert.Single(log.Entries, e => e.EventId.Id == 8);
             Assert.Equal(LogLevel.Warning, warning.Level);

@@ -53,7 +53,7 @@ public sealed class WiresharkDecryptionTests(ITestOutputHelper output) : IDispos
             await StopCaptureAsync(tshark);
         }
 
-        await BackgroundFileWriter.DrainAsync().WaitAsync(Timeout);
+        await BackgroundFileWriter.Shared.DrainAsync().WaitAsync(Timeout);
         (int exit, string fields, string errors) = await RunAsync("tshark",
             $"-r {capture} -o tls.keylog_file:{keys} -d udp.port=={port},quic -Y quic.frame_type -T fields -E separator=; -e quic.frame_type -e quic.stream.stream_id -e quic.stream_data");
         output.WriteLine(fields);
