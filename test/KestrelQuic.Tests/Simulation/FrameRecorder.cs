@@ -43,6 +43,11 @@ internal sealed class FrameRecorder : IConnectionTracerFactory
         public void PacketSent(long now, PacketType type, long packetNumber, int packetLength, ReadOnlySpan<byte> dcid, ReadOnlySpan<byte> scid, ReadOnlySpan<byte> payload)
             => Decode(sent, now, type, payload);
 
+        // Application-layer events are not frames: nothing to record.
+        public void ApplicationEvent<TState>(long now, string name, TState state, Action<System.Text.Json.Utf8JsonWriter, TState> writeData)
+        {
+        }
+
         private static void Decode(List<RecordedFrame> into, long now, PacketType type, ReadOnlySpan<byte> payload)
         {
             var reader = new FrameReader(payload, type);
