@@ -351,9 +351,15 @@ internal sealed class QuicEndpointCore : IDisposable
             c.Core.Dispose();
         }
 
+        // Whoever still holds the disposed endpoint must not keep its connections alive through the queues.
         _connections.Clear();
         _byConnectionId.Clear();
         _byRemote.Clear();
+        _timers.Clear();
+        _sendQueue.Clear();
+        _activeQueue.Clear();
+        _dueTimers.Clear();
+        _events.Clear();
         _addressTokens.Dispose();
     }
 
