@@ -282,6 +282,7 @@ internal sealed class QuicEndpointCore : IDisposable
         EarlyZeroRtt[] slots = _earlyZeroRtt ??= CreateEarlyZeroRttSlots();
         EarlyZeroRtt slot = slots[_earlyZeroRttNext];
         _earlyZeroRttNext = (_earlyZeroRttNext + 1) % slots.Length;
+        if (slot.Length != 0) Statistics.DroppedNoConnection++; // displaced before its Initial came
         datagram.CopyTo(slot.Buffer);
         slot.Length = datagram.Length;
         slot.DcidOffset = header.DestinationConnectionIdOffset;

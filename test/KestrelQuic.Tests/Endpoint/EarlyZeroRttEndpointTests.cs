@@ -81,6 +81,7 @@ public sealed class EarlyZeroRttEndpointTests
             }
 
             Assert.Equal(100, pair.Server.Statistics.ZeroRttBuffered);
+            Assert.Equal(100 - 16, pair.Server.Statistics.DroppedNoConnection); // the oldest displaced, 16 kept
             Assert.Equal(1, pair.Server.ConnectionCount); // the first connection only
 
             // A genuine resumption a while later is unaffected: its 0-RTT follows its Initial as usual.
@@ -95,6 +96,7 @@ public sealed class EarlyZeroRttEndpointTests
             Assert.True(pair.RunUntil(() => pair.ServerSideOf(client) is { } s && pair.Finished.Contains((s, id)), TimeSpan.FromSeconds(5)));
             Assert.True(pair.ServerSideOf(client)!.Core.EarlyDataAccepted);
             Assert.Equal(0, pair.Server.Statistics.ZeroRttDelivered);
+            Assert.Equal(100, pair.Server.Statistics.DroppedNoConnection); // the 16 kept expired when the next Initial looked
         }
     }
 }
