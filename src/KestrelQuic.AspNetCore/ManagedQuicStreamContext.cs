@@ -12,7 +12,8 @@ namespace KestrelQuic.AspNetCore;
 /// (Kestrel takes the request's TLS feature, hence its scheme, from here).
 /// </summary>
 internal sealed class ManagedQuicStreamContext : ConnectionContext,
-    IStreamIdFeature, IStreamDirectionFeature, IProtocolErrorCodeFeature, IStreamAbortFeature, IStreamClosedFeature, IPersistentStateFeature
+    IStreamIdFeature, IStreamDirectionFeature, IProtocolErrorCodeFeature, IStreamAbortFeature, IStreamClosedFeature, IPersistentStateFeature,
+    IManagedQuicStreamFeature
 {
     private const long H3NoError = 0x100;
 
@@ -46,6 +47,7 @@ internal sealed class ManagedQuicStreamContext : ConnectionContext,
         _features.Set<IStreamAbortFeature>(this);
         _features.Set<IStreamClosedFeature>(this);
         _features.Set<IPersistentStateFeature>(this);
+        _features.Set<IManagedQuicStreamFeature>(this);
         if (CanRead) _input = new QuicStreamPipeReader(this, stream);
         if (CanWrite) _output = new QuicStreamPipeWriter(this, stream);
         Transport = new DuplexPipe(_input ?? NoInput, _output ?? NoOutput);
@@ -108,6 +110,8 @@ internal sealed class ManagedQuicStreamContext : ConnectionContext,
     IDictionary<object, object?> IPersistentStateFeature.State => _persistentState ??= new Dictionary<object, object?>();
 
     public QuicStream Stream => _stream;
+
+    public bool IsEarlyData => _stream.IsEarlyData;
 
     public override void Abort(ConnectionAbortedException abortReason)
     {

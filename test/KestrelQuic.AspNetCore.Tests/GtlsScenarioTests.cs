@@ -144,6 +144,99 @@ public sealed class GtlsScenarioTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task ZeroRttRequests_AppSeesEarlyData_PolicyAnswersUnsafeOnesWith425_UnlessTheEndpointAllowsThem()
+    {
+        var seen = new List<string>();
+        bool policy = true;
+        void Record(HttpContext context, string what)
+        {
+            IManagedQuicStreamFeature stream = context.Features.Get<IManagedQuicStreamFeature>()!;
+            QuicConnection connection = context.Features.Get<IManagedQuicConnectionFeature>()!.Connection;
+            lock (seen) seen.Add($"{what} early={stream.IsEarlyData} handshake={connection.HandshakeCompleted.IsCompleted}");
+        }
+
+        await using TestServer server = await TestServer.StartAsync(["--ManagedQuic:EnableEarlyData=true"], app =>
+        {
+            app.UseWhen(_ => policy, b => b.UseEarlyDataPolicy());
+            app.MapGet("/read", (HttpContext context) => Record(context, "GET /read"));
+            app.MapPost("/order", async (HttpContext context) =>
+            {
+                long length = 0;
+                var buffer = new byte[4096];
+                int n;
+                while ((n = await context.Request.Body.ReadAsync(buffer)) > 0) length += n;
+                Record(context, $"POST /order {length}");
+            });
+            app.MapPost("/search", (HttpContext context) => Record(context, "POST /search")).AllowEarlyData();
+        });
+        string dir = Directory.CreateTempSubdirectory("kq-early-").FullName;
+        try
+        {
+            string body = Path.Combine(dir, "body");
+            await File.WriteAllBytesAsync(body, new byte[3000]);
+            string[] resume = [$"--session-file={Path.Combine(dir, "session")}", $"--tp-file={Path.Combine(dir, "tp")}"];
+
+            // Each connection receives a new ticket, so every next one can send its request in 0-RTT again.
+            async Task<PeerResult> RequestAsync(string[] options, string path, bool post)
+            {
+                string[] all = ["--exit-on-all-streams-close", .. options, .. post ? new[] { "-m", "POST", $"--data={body}" } : []];
+                PeerResult r = await Peers.GtlsClientAsync(server.Port, all, $"{server.Origin}{path}");
+                Assert.True(r.ExitCode == 0 && !r.TimedOut, r.Tail);
+                return r;
+            }
+
+            static void AssertSentIn0Rtt(PeerResult r)
+            {
+                Assert.Matches(@"0RTT STREAM\(0x0[a-f]\) id=0x0 ", r.StandardError); // the request stream went out in 0-RTT
+                Assert.DoesNotContain("Early data was rejected", r.StandardError, StringComparison.OrdinalIgnoreCase);
+            }
+
+            static string Status(PeerResult r) => System.Text.RegularExpressions.Regex.Match(r.StandardError, @"stream 0x0 \[:status: (\d+)\]").Groups[1].Value;
+
+            await RequestAsync(resume, "/read", post: false); // full handshake: the first ticket
+
+            PeerResult get = await RequestAsync(resume, "/read", post: false);
+            AssertSentIn0Rtt(get);
+            Assert.Equal("200", Status(get));
+
+            PeerResult order = await RequestAsync(resume, "/order", post: true);
+            AssertSentIn0Rtt(order);
+            Assert.Equal("425", Status(order));
+
+            PeerResult search = await RequestAsync(resume, "/search", post: true);
+            AssertSentIn0Rtt(search);
+            Assert.Equal("200", Status(search));
+
+            policy = false; // without the policy the application decides itself: it sees the flag
+            PeerResult unguarded = await RequestAsync(resume, "/order", post: true);
+            AssertSentIn0Rtt(unguarded);
+            Assert.Equal("200", Status(unguarded));
+
+            policy = true; // a fresh client, no ticket: 1-RTT, so the policy has nothing to refuse
+            PeerResult fresh = await RequestAsync([], "/order", post: true);
+            Assert.DoesNotContain("0RTT", fresh.StandardError, StringComparison.Ordinal);
+            Assert.Equal("200", Status(fresh));
+
+            output.WriteLine(string.Join('\n', seen));
+            Assert.Equal(
+            [
+                "GET /read early=False handshake=True",
+                "GET /read early=True handshake=True",
+                "POST /search early=True handshake=True",
+                "POST /order 3000 early=True handshake=True",
+                "POST /order 3000 early=False handshake=True",
+            ], seen);
+
+            // The refused request never reached the application; Kestrel logged all of them.
+            Assert.Equal(3, server.Requests.Count(e => e == "POST /order HTTP/3"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private async Task<PeerResult> DownloadAsync(TestServer server, int size, IEnumerable<string> extra)
     {
         string dir = Directory.CreateTempSubdirectory("kq-dl-").FullName;

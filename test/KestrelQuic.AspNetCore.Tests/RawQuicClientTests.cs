@@ -14,8 +14,10 @@ namespace KestrelQuic.AspNetCore.Tests;
 /// needed here (static-table QPACK), to check the transport maps RESET_STREAM/STOP_SENDING and their codes.
 /// </summary>
 [Collection(ServerCollection.Name)]
-public sealed class RawQuicClientTests
+public sealed class RawQuicClientTests(ITestOutputHelper output)
 {
+    private readonly ITestOutputHelper _output = output;
+
     private const long H3InternalError = 0x102;
     private const long H3RequestCancelled = 0x10c;
     private const long H3NoError = 0x100;
@@ -170,6 +172,88 @@ public sealed class RawQuicClientTests
         // Event 4 names the connection and the reason: the peer's application error code.
         string closed = await logs.WaitForAsync($"KestrelQuic.AspNetCore|ConnectionClosed|Connection {connectionId} closed: ", TimeSpan.FromSeconds(30));
         Assert.Contains("peer application error 0x1234", closed, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ClientOpensAllStreamsAndNeverReads_ResponseWritesBlock_OtherClientDownloads_ClosingEndsEveryRequest()
+    {
+        const int Response = 64 * 1024 * 1024, Chunk = 64 * 1024;
+        long written = 0;
+        int started = 0, ended = 0;
+        await using TestServer server = await TestServer.StartAsync(map: app => app.MapGet("/big", async (HttpContext context) =>
+        {
+            Interlocked.Increment(ref started);
+            try
+            {
+                byte[] chunk = new byte[Chunk];
+                for (int sent = 0; sent < Response; sent += Chunk)
+                {
+                    await context.Response.Body.WriteAsync(chunk, context.RequestAborted);
+                    Interlocked.Add(ref written, Chunk);
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or Microsoft.AspNetCore.Connections.ConnectionAbortedException)
+            {
+                // The client went away: the write that was blocked fails, the request ends.
+            }
+            finally
+            {
+                Interlocked.Increment(ref ended);
+            }
+        }));
+
+        // Every request stream Kestrel allows, each asking for 64 MiB; the client never reads a byte.
+        QuicConnection greedy = await ConnectAsync(server.Port);
+        var requests = new List<QuicStream>();
+        while (greedy.GetAvailableOutboundStreamCount(QuicStreamType.Bidirectional) > 0) requests.Add(await SendGetAsync(greedy, "/big"));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        long last = -1;
+        var stable = System.Diagnostics.Stopwatch.StartNew();
+        while (stable.Elapsed < TimeSpan.FromSeconds(1) || Volatile.Read(ref started) < requests.Count)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"the handlers kept writing: {Interlocked.Read(ref written)} bytes");
+            await Task.Delay(100);
+            long now = Interlocked.Read(ref written);
+            if (now != last) stable.Restart();
+            last = now;
+        }
+
+        // What the handlers got rid of: what the client's flow control let through (4 MiB, acknowledged and
+        // released), the transport's send buffer for the connection (16 MiB), and a little pipe buffering per stream.
+        long clientMaxData = new QuicConfiguration().MaxData; // the client ConnectAsync configures keeps the default
+        long bound = clientMaxData + (16L << 20) + requests.Count * 256L * 1024;
+        _output.WriteLine($"{requests.Count} requests for 64 MiB, never read: the handlers wrote {last / 1048576.0:F1} MiB in all and are blocked (bound {bound / 1048576.0:F1} MiB)");
+        Assert.True(last <= bound, $"{requests.Count} handlers wrote {last} bytes (bound {bound})");
+        Assert.Equal(0, Volatile.Read(ref ended));
+
+        // Another client meanwhile gets a 16 MiB download from the same server, every byte checked.
+        using (var client = new HttpClient(new KestrelQuic.Http.ManagedHttp3Handler(new KestrelQuic.Http.Http3HandlerOptions
+        {
+            Configuration = new QuicConfiguration { DangerousAcceptAnyServerCertificate = true },
+        }))
+        {
+            DefaultRequestVersion = HttpVersion.Version30,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Timeout = TimeSpan.FromSeconds(60),
+        })
+        {
+            byte[] body = await client.GetByteArrayAsync($"https://127.0.0.1:{server.Port}/bytes/{16 * 1024 * 1024}");
+            Assert.Equal(Http3Server.Http3ServerApp.CreatePattern(16 * 1024 * 1024), body);
+        }
+
+        // The greedy client closes: every blocked handler ends (Kestrel fails or discards the writes of an aborted request).
+        await greedy.DisposeAsync();
+        await WaitUntilAsync(() => Volatile.Read(ref ended) == requests.Count, TimeSpan.FromSeconds(30));
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < timeout, "condition not met in time");
+            await Task.Delay(50);
+        }
     }
 
     private static async Task<QuicConnection> ConnectAsync(int port, IPEndPoint? localEndPoint = null)

@@ -138,12 +138,12 @@ public sealed class QuicStream : Stream, IDuplexPipe
     private bool CanWriteCore { get; }
 
     /// <summary>
-    /// True when some of this stream's data arrived in 0-RTT packets (early data, RFC 9001 §4.6.1). The server accepts
-    /// a session ticket's early data only once, but an attacker can still replay it to another server sharing the
-    /// ticket key: act on such a request only when it is safe
-    /// to repeat (idempotent), or wait for <see cref="QuicConnection"/>'s handshake to complete and refuse it (e.g.
-    /// HTTP 425 Too Early, RFC 8470). Check it after reading the request: it reflects every byte read so far.
-    /// Always false on a client (servers cannot send 0-RTT).
+    /// True when some of this stream's data arrived in 0-RTT packets (early data, RFC 9001 §4.6.1), which a captured
+    /// first flight could carry again. A <see cref="QuicListener"/> hands out a connection only once its handshake is
+    /// complete, which a replayed flight never achieves, so a replay does not reach the application through it; the
+    /// flag is there for the application's own rules (e.g. HTTP 425 Too Early, RFC 8470, for what is not safe to
+    /// repeat). Check it after reading the request: it reflects every byte read so far. Always false on a client
+    /// (servers cannot send 0-RTT).
     /// </summary>
     public bool IsEarlyData
     {

@@ -573,6 +573,7 @@ internal sealed partial class QuicConnectionCore
 
         if (IsClient && space == PacketNumberSpace.Handshake) _peerCompletedAddressValidation = true;
         _loss.SetLossDetectionTimer(LossContext, now);
+        WakeWaitingWriters();
         return true;
     }
 

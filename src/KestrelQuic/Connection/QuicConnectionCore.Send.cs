@@ -553,7 +553,10 @@ internal sealed partial class QuicConnectionCore
             }
 
             if (s.NeedsResetStream || s.NeedsStopSending) QueueForSend(s);
-            if (send is not null && !send.IsFinished && send.BufferedBytes < StreamSendBufferLimit / 2) Emit(ConnectionEventKind.StreamWritable, s.Id);
+            if (send is not null && !send.IsFinished && !s.IsWriteBlockedOnItsOwn(StreamSendBufferLimit / 2) && _sendAccount.BufferedBytes <= _sendAccount.Limit / 2)
+            {
+                Emit(ConnectionEventKind.StreamWritable, s.Id);
+            }
         }
 
         return any;

@@ -12,6 +12,11 @@ internal sealed partial class QuicConnectionCore
     private readonly Queue<StreamState> _sendQueue = new();
     private readonly HashSet<ulong> _queuedForSend = new();
     private readonly Queue<byte[]> _datagramsToSend = new();
+
+    // Streams whose last write was refused (stream or connection send buffer full): told StreamWritable once acks
+    // or discarded streams make room, whether or not a MAX_STREAM_DATA ever comes.
+    private readonly List<ulong> _writersWaiting = new();
+    private SendBufferAccount _sendAccount = null!;
     private StreamLimits _streamLimits = null!;
     private ReceiveFlowController _connectionReceiveFlow = null!;
     private SendFlowController _connectionSendFlow = null!;
@@ -32,6 +37,7 @@ internal sealed partial class QuicConnectionCore
         _streamLimits = new StreamLimits(IsServer, (ulong)_config.MaxBidirectionalStreams, (ulong)_config.MaxUnidirectionalStreams);
         _connectionReceiveFlow = new ReceiveFlowController(_config.MaxData, _config.MaxConnectionReceiveWindow);
         _connectionSendFlow = new SendFlowController(0);
+        _sendAccount = new SendBufferAccount(ConnectionSendBufferLimit);
     }
 
     private void ApplyPeerStreamParameters(TransportParameters peer)
@@ -65,9 +71,22 @@ internal sealed partial class QuicConnectionCore
     /// <summary>Unacknowledged bytes an application may buffer per stream before writes are refused (backpressure).</summary>
     private long StreamSendBufferLimit => Math.Max(1024 * 1024, Math.Min(_config.MaxStreamReceiveWindow, 8L * 1024 * 1024));
 
+    /// <summary>
+    /// Unacknowledged bytes all streams together may buffer (16 MiB by default): without it a peer that opens every
+    /// stream it may and never reads would let the application buffer <see cref="StreamSendBufferLimit"/> on each.
+    /// Sized like the stream limit, from the window we would grant a peer ourselves.
+    /// </summary>
+    private long ConnectionSendBufferLimit => Math.Max(StreamSendBufferLimit, Math.Min(_config.MaxConnectionReceiveWindow, 16L * 1024 * 1024));
+
+    /// <summary>Unacknowledged bytes buffered by all streams now (for tests and diagnostics).</summary>
+    internal long SendBufferedBytes => _sendAccount.BufferedBytes;
+
+    /// <summary>The most <see cref="SendBufferedBytes"/> may reach.</summary>
+    internal long SendBufferLimit => _sendAccount.Limit;
+
     private StreamState CreateStream(ulong id)
     {
-        var stream = new StreamState(id, IsServer, InitialSendCredit(id), InitialReceiveWindow(id), _config.MaxStreamReceiveWindow, _connectionReceiveFlow, _connectionSendFlow, StreamSendBufferLimit);
+        var stream = new StreamState(id, IsServer, InitialSendCredit(id), InitialReceiveWindow(id), _config.MaxStreamReceiveWindow, _connectionReceiveFlow, _connectionSendFlow, StreamSendBufferLimit, _sendAccount);
         _streams.Add(id, stream);
         return stream;
     }
@@ -102,8 +121,24 @@ internal sealed partial class QuicConnectionCore
 
         int n = data.IsEmpty ? 0 : s.Write(data);
         if (fin && n == data.Length) s.Finish();
+        if (n < data.Length && !_writersWaiting.Contains(streamId)) _writersWaiting.Add(streamId);
         QueueForSend(s);
         return n;
+    }
+
+    /// <summary>Tells writers refused for lack of send buffer that there is room again (half of each limit free).</summary>
+    private void WakeWaitingWriters()
+    {
+        if (_writersWaiting.Count == 0 || _sendAccount.BufferedBytes > _sendAccount.Limit / 2) return;
+        for (int i = _writersWaiting.Count - 1; i >= 0; i--)
+        {
+            ulong id = _writersWaiting[i];
+            StreamState? s = _streams.GetValueOrDefault(id);
+            if (s is not null && s.IsWriteBlockedOnItsOwn(StreamSendBufferLimit / 2)) continue; // MAX_STREAM_DATA or its acks will wake it
+            _writersWaiting[i] = _writersWaiting[^1];
+            _writersWaiting.RemoveAt(_writersWaiting.Count - 1);
+            if (s is not null) Emit(ConnectionEventKind.StreamWritable, id);
+        }
     }
 
     public void FinishStream(ulong streamId)
@@ -139,6 +174,7 @@ internal sealed partial class QuicConnectionCore
         {
             s.Reset(errorCode);
             QueueForSend(s);
+            WakeWaitingWriters();
         }
     }
 
@@ -185,6 +221,7 @@ internal sealed partial class QuicConnectionCore
         }
 
         Emit(ConnectionEventKind.StreamClosed, s.Id);
+        WakeWaitingWriters();
     }
 
     private bool ProcessDatagramFrame(ReadOnlySpan<byte> data, ulong frameType, out TransportError error)
@@ -318,6 +355,7 @@ internal sealed partial class QuicConnectionCore
 
                 Emit(ConnectionEventKind.StreamStopSending, id, frame.ErrorCode);
                 QueueForSend(stream); // RESET_STREAM goes out in response
+                WakeWaitingWriters();
                 return true;
 
             case FrameType.MaxStreamData:

@@ -74,6 +74,12 @@ internal sealed class EndpointStatistics
     public long StatelessResetsReceived;
     public long ConnectionsAccepted;
     public long ConnectionsRefused;
+
+    /// <summary>0-RTT datagrams kept because they overtook their connection's Initial.</summary>
+    public long ZeroRttBuffered;
+
+    /// <summary>Kept 0-RTT datagrams handed to the connection their Initial then created.</summary>
+    public long ZeroRttDelivered;
 }
 
 /// <summary>
@@ -88,6 +94,12 @@ internal sealed class QuicEndpointCore : IDisposable
     private const int MinimumStatelessResetSize = 21;
     private const int MaxQueuedResponses = 64;
     private const int ResponseBufferSize = 1500;
+
+    // RFC 9000 §5.2.2: 0-RTT packets that overtook their Initial (reordering; a ClientHello split over two Initials)
+    // may be kept for it. A few, briefly, in buffers allocated once: a flood of them only displaces its own kind.
+    private const int MaxEarlyZeroRttDatagrams = 16;
+    internal const int EarlyZeroRttBufferSize = 1500;
+    private static readonly long EarlyZeroRttLifetime = TimeSpan.FromSeconds(1).Ticks;
 
     private readonly EndpointSettings _settings;
     private readonly QuicConfiguration? _serverConfig;
@@ -108,6 +120,8 @@ internal sealed class QuicEndpointCore : IDisposable
     private readonly byte[][] _responseBuffers = new byte[MaxQueuedResponses][];
     private readonly (int Length, EndPoint Destination)[] _responses = new (int, EndPoint)[MaxQueuedResponses];
     private readonly uint[] _supportedVersions;
+    private EarlyZeroRtt[]? _earlyZeroRtt;
+    private int _earlyZeroRttNext;
     private int _responseHead;
     private int _responseCount;
     private long _nextConnectionId;
@@ -246,14 +260,69 @@ internal sealed class QuicEndpointCore : IDisposable
             return;
         }
 
+        if (header.Type == PacketType.ZeroRtt && _serverConfig is { EnableEarlyData: true } && KeepEarlyZeroRtt(datagram, in header, remote, now))
+        {
+            return;
+        }
+
         if (header.Type != PacketType.Initial)
         {
-            // 0-RTT or Handshake for nobody (e.g. 0-RTT that overtook its Initial, or a connection long gone).
+            // Handshake for nobody (a connection long gone), or 0-RTT that could not be kept.
             Statistics.DroppedNoConnection++;
             return;
         }
 
         AcceptInitial(datagram, in header, remote, now);
+    }
+
+    /// <summary>Keeps a copy of a 0-RTT datagram for the Initial it overtook, replacing the oldest kept one if need be.</summary>
+    private bool KeepEarlyZeroRtt(ReadOnlySpan<byte> datagram, in PacketHeader header, EndPoint remote, long now)
+    {
+        if (datagram.Length > EarlyZeroRttBufferSize || header.DestinationConnectionIdLength < 8) return false;
+        EarlyZeroRtt[] slots = _earlyZeroRtt ??= CreateEarlyZeroRttSlots();
+        EarlyZeroRtt slot = slots[_earlyZeroRttNext];
+        _earlyZeroRttNext = (_earlyZeroRttNext + 1) % slots.Length;
+        if (slot.Length != 0) Statistics.DroppedNoConnection++; // displaced before its Initial came
+        datagram.CopyTo(slot.Buffer);
+        slot.Length = datagram.Length;
+        slot.DcidOffset = header.DestinationConnectionIdOffset;
+        slot.DcidLength = header.DestinationConnectionIdLength;
+        slot.Remote = remote;
+        slot.ReceivedAt = now;
+        Statistics.ZeroRttBuffered++;
+        return true;
+    }
+
+    private static EarlyZeroRtt[] CreateEarlyZeroRttSlots()
+    {
+        var slots = new EarlyZeroRtt[MaxEarlyZeroRttDatagrams];
+        for (int i = 0; i < slots.Length; i++) slots[i] = new EarlyZeroRtt();
+        return slots;
+    }
+
+    /// <summary>Hands the kept 0-RTT datagrams of the client's first DCID to the connection its Initial just created.</summary>
+    private void DeliverEarlyZeroRtt(EndpointConnection connection, ReadOnlySpan<byte> clientDcid, EndPoint remote, long now)
+    {
+        if (_earlyZeroRtt is not { } slots) return;
+        for (int i = 0; i < slots.Length; i++)
+        {
+            // Oldest first: the order they arrived in.
+            EarlyZeroRtt slot = slots[(_earlyZeroRttNext + i) % slots.Length];
+            if (slot.Length == 0) continue;
+            if (now - slot.ReceivedAt > EarlyZeroRttLifetime)
+            {
+                slot.Length = 0;
+                Statistics.DroppedNoConnection++;
+                continue;
+            }
+
+            if (!slot.Buffer.AsSpan(slot.DcidOffset, slot.DcidLength).SequenceEqual(clientDcid) || !remote.Equals(slot.Remote)) continue;
+            int length = slot.Length;
+            slot.Length = 0;
+            Statistics.ZeroRttDelivered++;
+            connection.Core.ReceiveDatagram(slot.Buffer.AsSpan(0, length), remote, now);
+            if (connection.Core.State is ConnectionState.Closed or ConnectionState.Draining) return;
+        }
     }
 
     /// <summary>Handles every connection timer due at <paramref name="now"/>.</summary>
@@ -351,9 +420,15 @@ internal sealed class QuicEndpointCore : IDisposable
             c.Core.Dispose();
         }
 
+        // Whoever still holds the disposed endpoint must not keep its connections alive through the queues.
         _connections.Clear();
         _byConnectionId.Clear();
         _byRemote.Clear();
+        _timers.Clear();
+        _sendQueue.Clear();
+        _activeQueue.Clear();
+        _dueTimers.Clear();
+        _events.Clear();
         _addressTokens.Dispose();
     }
 
@@ -462,6 +537,7 @@ internal sealed class QuicEndpointCore : IDisposable
         EndpointConnection connection = Track(core);
         // Retransmitted Initials and 0-RTT packets still carry the client's DCID until it sees our SCID.
         Route(connection, clientDcid);
+        DeliverEarlyZeroRtt(connection, clientDcid, remote, now);
         Statistics.ConnectionsAccepted++;
         _events.Enqueue(new EndpointEvent(EndpointEventKind.ConnectionAccepted, connection));
         AfterOperation(connection);
@@ -761,4 +837,21 @@ internal sealed class QuicEndpointCore : IDisposable
         _responses[slot] = (length, destination);
         _responseCount++;
     }
+}
+
+/// <summary>A 0-RTT datagram kept for the Initial it overtook (see <see cref="QuicEndpointCore"/>).</summary>
+internal sealed class EarlyZeroRtt
+{
+    public byte[] Buffer { get; } = new byte[QuicEndpointCore.EarlyZeroRttBufferSize];
+
+    /// <summary>0: the slot is free.</summary>
+    public int Length { get; set; }
+
+    public int DcidOffset { get; set; }
+
+    public int DcidLength { get; set; }
+
+    public EndPoint? Remote { get; set; }
+
+    public long ReceivedAt { get; set; }
 }

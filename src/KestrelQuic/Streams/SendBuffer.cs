@@ -10,6 +10,7 @@ namespace KestrelQuic.Streams;
 internal sealed class SendBuffer
 {
     private readonly long _maxBufferedBytes;
+    private readonly SendBufferAccount? _account;
     private readonly ChunkRing _chunks = new();
     private readonly RangeSet _acked = new();
     private readonly RangeSet _lost = new();
@@ -19,10 +20,13 @@ internal sealed class SendBuffer
     private bool _finLost;
     private bool _discarded;
 
-    public SendBuffer(long maxBufferedBytes = long.MaxValue)
+    /// <param name="maxBufferedBytes">Unacknowledged bytes this stream may hold.</param>
+    /// <param name="account">Shared by the streams of one connection: their unacknowledged bytes together stay within its limit.</param>
+    public SendBuffer(long maxBufferedBytes = long.MaxValue, SendBufferAccount? account = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxBufferedBytes);
         _maxBufferedBytes = maxBufferedBytes;
+        _account = account;
     }
 
     /// <summary>Total bytes written by the application (the final size once <see cref="IsFinished"/>).</summary>
@@ -58,6 +62,7 @@ internal sealed class SendBuffer
         if (_discarded) return 0;
 
         long room = _maxBufferedBytes - BufferedBytes;
+        if (_account is not null) room = Math.Min(room, _account.Room);
         int accepted = (int)Math.Min(room, data.Length);
         if (accepted <= 0) return 0;
         data = data[..accepted];
@@ -73,6 +78,7 @@ internal sealed class SendBuffer
         }
 
         WrittenOffset = offset;
+        if (_account is not null) _account.BufferedBytes += accepted;
         return accepted;
     }
 
@@ -189,6 +195,7 @@ internal sealed class SendBuffer
             long prefix = _acked.ContiguousEnd(0);
             if (prefix > _ackedPrefix)
             {
+                if (_account is not null) _account.BufferedBytes -= prefix - _ackedPrefix;
                 _ackedPrefix = prefix;
                 _chunks.ReleaseBelow(ChunkRing.ChunkOf(prefix));
                 if (prefix == WrittenOffset) _chunks.Release(ChunkRing.ChunkOf(prefix)); // idle: nothing left to keep
@@ -230,9 +237,23 @@ internal sealed class SendBuffer
     /// <summary>Drops all buffered data (the stream was reset); no further data is offered.</summary>
     public void Discard()
     {
+        if (!_discarded && _account is not null) _account.BufferedBytes -= BufferedBytes;
         _discarded = true;
         _chunks.ReleaseAll();
         _lost.Clear();
         _finLost = false;
     }
+}
+
+/// <summary>
+/// Unacknowledged bytes held by the send buffers of one connection's streams, and the most they may hold together:
+/// a peer that opens many streams and never reads cannot make the application buffer a stream limit per stream.
+/// </summary>
+internal sealed class SendBufferAccount(long limit)
+{
+    public long Limit { get; } = limit;
+
+    public long BufferedBytes { get; set; }
+
+    public long Room => Limit - BufferedBytes;
 }

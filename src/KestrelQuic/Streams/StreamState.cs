@@ -28,6 +28,7 @@ internal sealed class StreamState
     /// <param name="connectionReceiveFlow">Connection-level credit we grant (MAX_DATA).</param>
     /// <param name="connectionSendFlow">Connection-level credit granted by the peer.</param>
     /// <param name="sendBufferLimit">Bytes the application may have buffered unacknowledged (backpressure).</param>
+    /// <param name="sendAccount">The connection's account of buffered send bytes, shared by its streams (backpressure across streams).</param>
     public StreamState(
         ulong id,
         bool isServer,
@@ -36,7 +37,8 @@ internal sealed class StreamState
         long receiveMaxWindow,
         ReceiveFlowController connectionReceiveFlow,
         SendFlowController connectionSendFlow,
-        long sendBufferLimit = long.MaxValue)
+        long sendBufferLimit = long.MaxValue,
+        SendBufferAccount? sendAccount = null)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(id, StreamId.MaxValue);
         ArgumentNullException.ThrowIfNull(connectionReceiveFlow);
@@ -51,7 +53,7 @@ internal sealed class StreamState
 
         if (CanSend)
         {
-            Send = new SendBuffer(sendBufferLimit);
+            Send = new SendBuffer(sendBufferLimit, sendAccount);
             SendFlow = new SendFlowController(sendMaxData);
         }
         else
@@ -284,13 +286,30 @@ internal sealed class StreamState
 
     // ---------------------------------------------------------------- application actions
 
+    /// <summary>
+    /// Bytes the application may write beyond the peer's current MAX_STREAM_DATA: enough to use a window update at
+    /// once, while a stream whose reader paused holds little more than its window (not the whole send buffer).
+    /// </summary>
+    public const long SendAheadLimit = 1024 * 1024;
+
     /// <summary>Buffers application data; returns the bytes accepted (0 once the sending part is finished or reset).</summary>
     public int Write(ReadOnlySpan<byte> data)
     {
         SendBuffer send = Send ?? throw new InvalidOperationException("Cannot write to a receive-only stream.");
         if (SendState is not (SendStreamState.Ready or SendStreamState.Send) || send.IsFinished) return 0;
+        long ahead = SendFlow!.MaxData + SendAheadLimit - send.WrittenOffset;
+        if (ahead <= 0) return 0;
+        if (data.Length > ahead) data = data[..(int)ahead];
         return send.Write(data);
     }
+
+    /// <summary>
+    /// True when a write would be refused by this stream's own limits (its send buffer above
+    /// <paramref name="bufferedThreshold"/>, or too far ahead of the peer's credit) rather than the connection's.
+    /// </summary>
+    public bool IsWriteBlockedOnItsOwn(long bufferedThreshold) =>
+        Send is { IsDiscarded: false, IsFinished: false } send
+        && (send.BufferedBytes > bufferedThreshold || send.WrittenOffset >= SendFlow!.MaxData + SendAheadLimit);
 
     /// <summary>The application has written all data: a FIN follows.</summary>
     public void Finish()

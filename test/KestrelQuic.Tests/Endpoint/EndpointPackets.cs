@@ -83,6 +83,17 @@ internal static class EndpointPackets
         return d;
     }
 
+    /// <summary>A version 1 0-RTT packet of <paramref name="length"/> bytes to <paramref name="dcid"/> whose header parses but whose payload is junk.</summary>
+    public static byte[] FakeZeroRtt(byte[] dcid, int length)
+    {
+        byte first = (byte)(0xc0 | (PacketTypeEncoding.GetLongHeaderTypeBits(PacketType.ZeroRtt, QuicVersion.Version1) << 4) | 0x03);
+        byte[] d = LongHeader(QuicVersion.Version1, dcid, new byte[8], length, first);
+        int pos = 7 + dcid.Length + 8;
+        BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(pos), (ushort)(0x4000 | (length - pos - 2)));
+        new Random(length).NextBytes(d.AsSpan(pos + 2));
+        return d;
+    }
+
     /// <summary>A protected client Initial (version 1) of 1200 bytes carrying one CRYPTO frame, then padding.</summary>
     public static byte[] ClientInitial(byte[] dcid, byte[] scid, long packetNumber, ulong cryptoOffset, ReadOnlySpan<byte> cryptoData)
     {

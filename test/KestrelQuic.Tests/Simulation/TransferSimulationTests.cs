@@ -18,6 +18,51 @@ public sealed class TransferSimulationTests
 
     public TransferSimulationTests(ITestOutputHelper output) => _output = output;
 
+    [Fact]
+    public void ThreeStreams_BeyondTheConnectionSendBuffer_AcksWakeTheWritersWithoutWindowUpdates()
+    {
+        // The client's windows are so large that no MAX_STREAM_DATA is needed. The server's send buffers are small
+        // (1 MiB per stream, 2 MiB for the connection, from its own windows) and the path long enough that all of it
+        // is in flight at once: writes are refused until acknowledgments release room, and only those wake the writers.
+        using var net = new SimulatedNetwork(
+            SimulationHelpers.ClientConfig(c =>
+            {
+                c.MaxStreamData = c.MaxStreamReceiveWindow = 64L << 20;
+                c.MaxData = c.MaxConnectionReceiveWindow = 256L << 20;
+            }),
+            SimulationHelpers.ServerConfig(c =>
+            {
+                c.MaxStreamData = c.MaxStreamReceiveWindow = 1L << 20;
+                c.MaxData = 1L << 20;
+                c.MaxConnectionReceiveWindow = 2L << 20;
+            }));
+        net.ToClient.Delay = net.ToServer.Delay = TimeSpan.FromMilliseconds(50);
+        var pump = new StreamPump(net);
+        Assert.True(net.RunUntilHandshakeComplete());
+        QuicConnectionCore server = net.Server!;
+        Assert.Equal(2L << 20, server.SendBufferLimit);
+        var payloads = new Dictionary<ulong, byte[]>();
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.True(server.TryOpenStream(bidirectional: false, out ulong id));
+            payloads[id] = SimulationHelpers.Payload(4 * 1024 * 1024, 30 + i);
+            pump.Send(server, id, payloads[id]);
+        }
+
+        Assert.Equal(server.SendBufferLimit, server.SendBufferedBytes); // 12 MiB asked, 2 MiB taken
+        long peak = 0, largestCredit = 0;
+        Assert.True(net.RunUntil(() =>
+        {
+            peak = Math.Max(peak, server.SendBufferedBytes);
+            foreach (ulong id in payloads.Keys) largestCredit = Math.Max(largestCredit, server.GetStream(id)?.SendFlow!.MaxData ?? 0);
+            return payloads.Keys.All(id => pump.Finished.Contains((net.Client, id)));
+        }, TimeSpan.FromSeconds(120)), "the writers were not woken");
+        foreach ((ulong id, byte[] payload) in payloads) Assert.Equal(payload, pump.ReceivedBytes(net.Client, id));
+        Assert.True(peak <= server.SendBufferLimit);
+        Assert.Equal(64L << 20, largestCredit); // the initial window: no MAX_STREAM_DATA woke anyone
+        Assert.True(net.RunUntil(() => server.SendBufferedBytes == 0, TimeSpan.FromSeconds(5)), $"{server.SendBufferedBytes} bytes still counted once everything was acknowledged");
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

@@ -271,6 +271,33 @@ public sealed class SendBufferTests
     }
 
     [Fact]
+    public void SharedAccount_LimitsStreamsTogether_AcksAndDiscardsGiveRoomBack()
+    {
+        int chunk = ChunkRing.ChunkSize;
+        var account = new SendBufferAccount(3 * chunk);
+        var a = new SendBuffer(2 * chunk, account);
+        var b = new SendBuffer(2 * chunk, account);
+        byte[] data = Pattern(4 * chunk, 8);
+
+        Assert.Equal(2 * chunk, a.Write(data));          // its own limit
+        Assert.Equal(chunk, b.Write(data));              // the connection's: 3 chunks in all
+        Assert.Equal(0, b.Write(data));
+        Assert.Equal(3 * chunk, account.BufferedBytes);
+
+        Take(a, chunk);
+        a.OnAcked(0, chunk, false);                      // an acknowledged prefix is released
+        Assert.Equal(2 * chunk, account.BufferedBytes);
+        Assert.Equal(chunk, b.Write(data.AsSpan(chunk)));
+        Assert.Equal(0, a.Write(data));
+
+        b.Discard();                                     // a reset stream gives back all it held, once
+        b.Discard();
+        Assert.Equal(chunk, account.BufferedBytes);
+        Assert.Equal(chunk, a.Write(data.AsSpan(2 * chunk)));
+        Assert.Equal(2 * chunk, account.BufferedBytes);
+    }
+
+    [Fact]
     public void BufferLimit_AppliesBackpressure_AndAcksFreeChunks()
     {
         int chunk = ChunkRing.ChunkSize;

@@ -182,6 +182,20 @@ public sealed class StreamStateTests
     }
 
     [Fact]
+    public void Write_AcceptsAtMostSendAheadLimitBeyondThePeersCredit_MoreOnceTheWindowOpens()
+    {
+        var s = new StreamState(LocalUni, false, sendMaxData: 1000, 1000, 1000, _connRecv, new SendFlowController(1L << 40));
+        byte[] data = new byte[4 * 1024 * 1024];
+        Assert.Equal(1000 + StreamState.SendAheadLimit, s.Write(data));
+        Assert.Equal(0, s.Write(data));
+        Assert.True(s.IsWriteBlockedOnItsOwn(long.MaxValue));
+        Assert.True(s.OnMaxStreamData(5000, out _));
+        Assert.False(s.IsWriteBlockedOnItsOwn(long.MaxValue));
+        Assert.Equal(4000, s.Write(data));
+        Assert.Equal(5000 + StreamState.SendAheadLimit, s.Send!.WrittenOffset);
+    }
+
+    [Fact]
     public void Send_LimitedByConnectionAndStreamCredit()
     {
         var connSend = new SendFlowController(250);
