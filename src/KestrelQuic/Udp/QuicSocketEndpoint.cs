@@ -39,6 +39,7 @@ internal static class QuicClock
 internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem, IQuicMetricsSource
 {
     private const int MaxDatagramsPerReceiveBatch = 64;
+    private const int DatagramsBeforeReceiveThread = 1000;
     // Room for the largest datagram the engine may build (PMTU probes, large paths); batches stay within MaxBytesPerSend.
     private const int SendSlotSize = 65_527;
 
@@ -273,22 +274,36 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
     {
         var receiver = new Receiver(socket);
         _receivers.Add(receiver);
-        if (UdpBatchReceiver.TryCreate(socket, _receiveBatchSize) is { } batch)
+        // A listener gets its receive thread at once. A client's private endpoint starts on the asynchronous loop and
+        // moves to a thread only once it has received a bulk of datagrams: a thread per short-lived connection
+        // (handshake, one request) would cost more to create than it saves.
+        if (!_disposeWhenEmpty && TryStartReceiveThreadLocked(receiver) is { } thread)
         {
-            // A thread of its own that sleeps in poll: a datagram wakes it directly, and recvmmsg/GRO take many per call.
-            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            receiver.Loop = done.Task;
-            receiver.Threaded = true;
-            var thread = new Thread(() => ReceiveThread(receiver, batch, done))
-            {
-                IsBackground = true,
-                Name = "KestrelQuic receive " + socket.LocalEndPoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            };
-            thread.Start();
+            receiver.Loop = thread;
             return;
         }
 
         receiver.Loop = Task.Factory.StartNew(() => ReceiveLoopAsync(receiver), CancellationToken.None, TaskCreationOptions.DenyChildAttach, TaskScheduler.Default).Unwrap();
+    }
+
+    /// <summary>
+    /// Hands <paramref name="receiver"/>'s socket to a thread of its own that sleeps in poll (a datagram wakes it
+    /// directly) and takes many datagrams per call with recvmmsg and GRO. Null where that path is unavailable; the
+    /// caller then keeps receiving asynchronously. Under the lock, so a disposal sees <see cref="Receiver.Threaded"/>.
+    /// </summary>
+    private Task? TryStartReceiveThreadLocked(Receiver receiver)
+    {
+        Debug.Assert(Lock.IsHeldByCurrentThread);
+        if (_disposed || receiver.Retired || UdpBatchReceiver.TryCreate(receiver.Socket, _receiveBatchSize) is not { } batch) return null;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        receiver.Threaded = true;
+        var thread = new Thread(() => ReceiveThread(receiver, batch, done))
+        {
+            IsBackground = true,
+            Name = "KestrelQuic receive " + receiver.Socket.LocalEndPoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        thread.Start();
+        return done.Task;
     }
 
     private void ReceiveThread(Receiver receiver, UdpBatchReceiver batch, TaskCompletionSource done)
@@ -373,6 +388,7 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
         byte[] buffer = receiver.Buffer;
         SocketAddress receiveAddress = receiver.Address;
         int unflushed = 0;
+        Task? handover = null;
         while (!ct.IsCancellationRequested && !receiver.Retired)
         {
             int n;
@@ -421,6 +437,19 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
                     ProcessLocked(now);
                     unflushed = 0;
                 }
+
+                if (++receiver.AsyncReceived == DatagramsBeforeReceiveThread)
+                {
+                    // A bulk receiver: continue on a thread (no receive is pending now, so nothing is lost in between).
+                    ProcessLocked(now);
+                    if (TryStartReceiveThreadLocked(receiver) is { } thread) handover = thread;
+                }
+            }
+
+            if (handover is not null)
+            {
+                await handover.ConfigureAwait(false);
+                return;
             }
         }
     }
@@ -703,6 +732,9 @@ internal sealed class QuicSocketEndpoint : IAsyncDisposable, IThreadPoolWorkItem
 
         /// <summary>Received by a dedicated thread (<see cref="UdpBatchReceiver"/>), which a shutdown of the socket wakes.</summary>
         public bool Threaded { get; set; }
+
+        /// <summary>Datagrams taken by the asynchronous loop (a client endpoint moves to a thread after <see cref="DatagramsBeforeReceiveThread"/>).</summary>
+        public int AsyncReceived { get; set; }
 
         public volatile bool Retired;
     }
