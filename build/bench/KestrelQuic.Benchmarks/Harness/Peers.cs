@@ -9,7 +9,8 @@ internal static class Peers
     /// <summary>Built by build/bench.sh next to this harness (Release).</summary>
     public static string SampleServerDll => Path.Combine("samples", "Http3Server", "bin", "Release", "net10.0", "Http3Server.dll");
 
-    public static string SampleClientDll => Path.Combine("samples", "Http3Client", "bin", "Release", "net10.0", "Http3Client.dll");
+    /// <summary>Published ReadyToRun by build/bench.sh, the way a command-line tool ships (startup is part of P2).</summary>
+    public static string SampleClientDll => Path.Combine("build", "bench", "client", "Http3Client.dll");
 
     public static string Port(int port) => port.ToString(CultureInfo.InvariantCulture);
 
