@@ -20,6 +20,10 @@ internal sealed class IdleConnectionsCase : IBenchCase
     private const int ConcurrentHandshakes = 64;
     private static readonly TimeSpan s_idleTimeout = TimeSpan.FromMinutes(10);
 
+    // Idle means quiet: the post-handshake exchange (HANDSHAKE_DONE, tickets, NEW_TOKEN and their ACKs) is over and
+    // a connection quiet for a second has given back its AEAD contexts and packet records, as every idle one has.
+    private static readonly TimeSpan s_settle = TimeSpan.FromSeconds(2);
+
     public string Id => "P6";
 
     public string Title => $"server memory per idle connection, {Connections:N0} connections (RSS delta / connections)";
@@ -54,6 +58,7 @@ internal sealed class IdleConnectionsCase : IBenchCase
             {
                 // Baseline: the server with one connection (JIT, pools and static caches warm).
                 await ConnectAsync(endpoints, clientConfig, remote, 1).ConfigureAwait(false);
+                await Task.Delay(s_settle).ConfigureAwait(false);
                 long before = long.Parse(await AskAsync(server, "rss").ConfigureAwait(false), CultureInfo.InvariantCulture);
                 long managedBefore = long.Parse(await ReadAnswerAsync(server, "managed").ConfigureAwait(false), CultureInfo.InvariantCulture);
                 long committedBefore = long.Parse(await ReadAnswerAsync(server, "committed").ConfigureAwait(false), CultureInfo.InvariantCulture);
@@ -67,6 +72,7 @@ internal sealed class IdleConnectionsCase : IBenchCase
                 }
 
                 if (held != Connections + 1) throw new InvalidOperationException($"server holds {held} connections, expected {Connections + 1}");
+                await Task.Delay(s_settle).ConfigureAwait(false);
                 long after = long.Parse(await AskAsync(server, "rss").ConfigureAwait(false), CultureInfo.InvariantCulture);
                 long managedAfter = long.Parse(await ReadAnswerAsync(server, "managed").ConfigureAwait(false), CultureInfo.InvariantCulture);
                 long committedAfter = long.Parse(await ReadAnswerAsync(server, "committed").ConfigureAwait(false), CultureInfo.InvariantCulture);
