@@ -3,6 +3,8 @@ using System.Net;
 using System.Text;
 using Xunit.Abstractions;
 
+using KestrelQuic.Testing;
+
 namespace KestrelQuic.Http.Tests;
 
 /// <summary>
@@ -27,7 +29,7 @@ public sealed class Http3WiresharkTests(ITestOutputHelper output) : IDisposable
         byte[] body = Encoding.ASCII.GetBytes("posted through KestrelQuic, read back by tshark");
 
         await using GtlsServer server = await GtlsServer.StartAsync("--max-gso-dgrams=1");
-        using Process tshark = await StartCaptureAsync(server.Port, capture);
+        using Process tshark = await TsharkCapture.StartAsync(server.Port, capture);
 
         // On lo the capture sees GSO sends before segmentation: one UDP "packet" holding several QUIC datagrams, which
         // Wireshark cannot split after a 1-RTT packet. Both sides send datagram by datagram (gtlsserver: --max-gso-dgrams=1),
@@ -48,12 +50,12 @@ public sealed class Http3WiresharkTests(ITestOutputHelper output) : IDisposable
         finally
         {
             AppContext.SetSwitch("KestrelQuic.DisableGso", false);
-            await StopCaptureAsync(tshark);
+            await TsharkCapture.StopAsync(tshark);
         }
 
         // The secrets are written by a background task: wait for the 1-RTT lines.
         for (int i = 0; i < 100 && !(File.Exists(keys) && File.ReadAllText(keys).Contains("CLIENT_TRAFFIC_SECRET_0", StringComparison.Ordinal)); i++) await Task.Delay(50);
-        (int exit, string fields, string errors) = await RunAsync("tshark",
+        (int exit, string fields, string errors) = await TsharkCapture.RunAsync("tshark",
             $"-r {capture} -o tls.keylog_file:{keys} -d udp.port=={server.Port},quic -Y http3 -T fields -E separator=; -E occurrence=a " +
             "-e quic.stream.stream_id -e http3.stream_type -e http3.frame_type -e http3.frame_length -e http3.settings.qpack.max_table_capacity -e http3.frame_payload");
         output.WriteLine(fields);
@@ -81,51 +83,5 @@ public sealed class Http3WiresharkTests(ITestOutputHelper output) : IDisposable
         // The POST on stream 4: our DATA frame carries the body, byte for byte.
         string bodyHex = Convert.ToHexStringLower(body);
         Assert.Contains(rows, r => Has(r, 0, "4") && Has(r, 2, "0") && r[5].Contains(bodyHex, StringComparison.Ordinal));
-    }
-
-    private static async Task<Process> StartCaptureAsync(int port, string file)
-    {
-        var psi = new ProcessStartInfo("tshark", $"-i lo -f \"udp port {port}\" -w {file}")
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-        };
-        Process process = Process.Start(psi) ?? throw new InvalidOperationException("tshark did not start");
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var log = new StringBuilder();
-        process.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            lock (log) log.AppendLine(e.Data);
-            if (e.Data.Contains("Capturing on", StringComparison.Ordinal)) started.TrySetResult();
-        };
-        process.BeginErrorReadLine();
-        process.BeginOutputReadLine();
-        Task exited = process.WaitForExitAsync();
-        if (await Task.WhenAny(started.Task, exited, Task.Delay(Timeout)) != started.Task)
-        {
-            lock (log) Assert.Fail("tshark could not start capturing: " + log);
-        }
-
-        await Task.Delay(500); // the filter is compiled and attached just after the banner
-        return process;
-    }
-
-    private static async Task StopCaptureAsync(Process tshark)
-    {
-        // SIGINT lets tshark finish the pcapng file.
-        await RunAsync("kill", $"-INT {tshark.Id}");
-        using var cts = new CancellationTokenSource(Timeout);
-        await tshark.WaitForExitAsync(cts.Token);
-    }
-
-    private static async Task<(int ExitCode, string Output, string Errors)> RunAsync(string file, string arguments)
-    {
-        var psi = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using Process p = Process.Start(psi)!;
-        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return (p.ExitCode, await stdout, await stderr);
     }
 }

@@ -5,6 +5,8 @@ using KestrelQuic.Diagnostics;
 using KestrelQuic.Tests.Api;
 using Xunit.Abstractions;
 
+using KestrelQuic.Testing;
+
 namespace KestrelQuic.Tests.Diagnostics;
 
 /// <summary>
@@ -31,7 +33,7 @@ public sealed class WiresharkDecryptionTests(ITestOutputHelper output) : IDispos
         // On lo the capture sees GSO sends before segmentation: one UDP "packet" holding several QUIC datagrams, which
         // Wireshark cannot split for short-header packets. Send one datagram per sendto, as on a real NIC capture.
         listener.Endpoint.Socket.DisableGso();
-        using Process tshark = await StartCaptureAsync(port, capture);
+        using Process tshark = await TsharkCapture.StartAsync(port, capture);
         try
         {
             Task<QuicConnection> acceptTask = listener.AcceptConnectionAsync().AsTask();
@@ -50,11 +52,11 @@ public sealed class WiresharkDecryptionTests(ITestOutputHelper output) : IDispos
         }
         finally
         {
-            await StopCaptureAsync(tshark);
+            await TsharkCapture.StopAsync(tshark);
         }
 
         await BackgroundFileWriter.Shared.DrainAsync().WaitAsync(Timeout);
-        (int exit, string fields, string errors) = await RunAsync("tshark",
+        (int exit, string fields, string errors) = await TsharkCapture.RunAsync("tshark",
             $"-r {capture} -o tls.keylog_file:{keys} -d udp.port=={port},quic -Y quic.frame_type -T fields -E separator=; -e quic.frame_type -e quic.stream.stream_id -e quic.stream_data");
         output.WriteLine(fields);
         Assert.True(exit == 0, errors);
@@ -65,51 +67,5 @@ public sealed class WiresharkDecryptionTests(ITestOutputHelper output) : IDispos
         Assert.Contains(lines, l => l.Split(';')[0].Split(',').Contains("30"));
         string payloadHex = Convert.ToHexStringLower(request);
         Assert.Contains(lines, l => l.Contains(payloadHex, StringComparison.Ordinal) && l.Split(';')[1].Split(',').Contains("0"));
-    }
-
-    private async Task<Process> StartCaptureAsync(int port, string file)
-    {
-        var psi = new ProcessStartInfo("tshark", $"-i lo -f \"udp port {port}\" -w {file}")
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-        };
-        Process process = Process.Start(psi) ?? throw new InvalidOperationException("tshark did not start");
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var log = new StringBuilder();
-        process.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            lock (log) log.AppendLine(e.Data);
-            if (e.Data.Contains("Capturing on", StringComparison.Ordinal)) started.TrySetResult();
-        };
-        process.BeginErrorReadLine();
-        process.BeginOutputReadLine();
-        Task exited = process.WaitForExitAsync();
-        if (await Task.WhenAny(started.Task, exited, Task.Delay(Timeout)) != started.Task)
-        {
-            lock (log) Assert.Fail("tshark could not start capturing: " + log);
-        }
-
-        await Task.Delay(500); // the filter is compiled and attached just after the banner
-        return process;
-    }
-
-    private static async Task StopCaptureAsync(Process tshark)
-    {
-        // SIGINT lets tshark finish the pcapng file.
-        await RunAsync("kill", $"-INT {tshark.Id}");
-        using var cts = new CancellationTokenSource(Timeout);
-        await tshark.WaitForExitAsync(cts.Token);
-    }
-
-    private static async Task<(int ExitCode, string Output, string Errors)> RunAsync(string file, string arguments)
-    {
-        var psi = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using Process p = Process.Start(psi)!;
-        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return (p.ExitCode, await stdout, await stderr);
     }
 }
