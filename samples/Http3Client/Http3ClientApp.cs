@@ -46,6 +46,10 @@ public static class Http3ClientApp
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(stdout);
         ArgumentNullException.ThrowIfNull(stderr);
+
+        // Parallel fetches report on stderr concurrently; a caller's writer (a StringWriter in tests) need not be
+        // thread-safe. Console.Error already is, and Synchronized returns such a writer unchanged.
+        stderr = TextWriter.Synchronized(stderr);
         Options options;
         try
         {
