@@ -26,7 +26,8 @@ internal sealed partial class ClientRole(InteropWorkspace workspace) : IRole
             "chacha20" => ["--ciphers=NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305"],
             "multiplexing" => ["--max-streams-bidi=1000"],
             // gtlsserver abandons a handshake after 10 s by default: 30% loss can take longer (gtlsclient gets the same).
-            "handshakeloss" or "handshakecorruption" => ["--handshake-timeout=60s"],
+            // Idle timeouts of two minutes, as in the server role: after seconds of handshake loss, PTOs back off far.
+            "handshakeloss" or "handshakecorruption" => ["--handshake-timeout=60s", "--timeout=120s"],
             _ => [],
         };
         bool logged = testCase is "retry" or "keyupdate" or "zerortt";
@@ -220,7 +221,7 @@ internal sealed partial class ClientRole(InteropWorkspace workspace) : IRole
                 await using UdpRelay relay = Links.Create(testCase, server.EndPoint, lane: i);
                 try
                 {
-                    await DownloadAsync(relay.LocalEndPoint, ["1k"], null, ct);
+                    await DownloadAsync(relay.LocalEndPoint, ["1k"], o => o.Configuration.IdleTimeout = TimeSpan.FromMinutes(2), ct);
                 }
                 catch (Exception e) when (e is not CaseFailedException)
                 {

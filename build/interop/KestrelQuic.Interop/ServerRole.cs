@@ -11,7 +11,9 @@ namespace KestrelQuic.Interop;
 /// <summary>Our Kestrel server (samples/Http3Server) against ngtcp2's HTTP/3 client, gtlsclient.</summary>
 internal sealed partial class ServerRole(InteropWorkspace workspace) : IRole
 {
-    private static readonly TimeSpan PeerTimeout = TimeSpan.FromSeconds(90);
+    private static readonly TimeSpan PeerTimeout = TimeSpan.FromSeconds(180);
+
+    private static readonly TimeSpan LossyIdleTimeout = TimeSpan.FromMinutes(2);
 
     private string _case = "";
 
@@ -215,7 +217,10 @@ internal sealed partial class ServerRole(InteropWorkspace workspace) : IRole
 
     private async Task<CaseResult> LossyHandshakesAsync(string testCase, CancellationToken cancellationToken)
     {
-        await using OurServer server = await OurServer.StartAsync(workspace, new ServerSettings());
+        // Idle timeouts of two minutes both ways: a handshake stretched over seconds of loss gives the client an RTT
+        // sample of seconds (RFC 9002 §5.2 takes the first sample as it is), so its PTO after the handshake backs off
+        // 9 s, 18 s, 36 s; with the default 30 s a connection whose request and probes fall into loss bursts idles out.
+        await using OurServer server = await OurServer.StartAsync(workspace, new ServerSettings { Quic = q => q.IdleTimeout = LossyIdleTimeout });
         const int lanes = 5;
         int done = 0;
         long dropped = 0, corrupted = 0;
@@ -227,7 +232,7 @@ internal sealed partial class ServerRole(InteropWorkspace workspace) : IRole
                 string dir = workspace.NewDirectory("hl");
                 int size = 1000 + i;
                 // gtlsclient gives up a handshake after 10 s by default (and exits 0): bursts of loss can take longer.
-                PeerRun run = await GtlsClientAsync(_case, relay.LocalEndPoint, ["--handshake-timeout=60s"], [$"/bytes/{size}"], dir, ct);
+                PeerRun run = await GtlsClientAsync(_case, relay.LocalEndPoint, ["--handshake-timeout=60s", "--timeout=120s"], [$"/bytes/{size}"], dir, ct);
                 Check(run.Succeeded, $"connection {i + 1}: {run.Describe()}");
                 VerifyPattern(dir, [size]);
                 Interlocked.Increment(ref done);

@@ -39,8 +39,12 @@ internal sealed class AckTracker
 
     public bool IsDuplicate(long packetNumber) => packetNumber < Floor || _received.Contains(packetNumber);
 
-    /// <summary>Records a successfully processed packet. <paramref name="immediate"/> forces an immediate ACK (Initial/Handshake spaces).</summary>
-    public void OnPacketReceived(long packetNumber, bool ackEliciting, long now, long maxAckDelay, bool immediate)
+    /// <summary>
+    /// Records a successfully processed packet. <paramref name="immediate"/> forces an immediate ACK (Initial/Handshake
+    /// spaces). <paramref name="receivedTime"/> is when the packet arrived if that was before <paramref name="now"/>
+    /// (it waited for its keys): RFC 9000 §13.2.5 counts that wait in the ACK Delay.
+    /// </summary>
+    public void OnPacketReceived(long packetNumber, bool ackEliciting, long now, long maxAckDelay, bool immediate, long? receivedTime = null)
     {
         bool outOfOrder = LargestReceived >= 0 && (packetNumber < LargestReceived || packetNumber > LargestReceived + 1);
         _received.Add(packetNumber);
@@ -48,7 +52,7 @@ internal sealed class AckTracker
         if (packetNumber > LargestReceived)
         {
             LargestReceived = packetNumber;
-            LargestReceivedTime = now;
+            LargestReceivedTime = receivedTime ?? now;
         }
 
         HasUnacknowledged = true;

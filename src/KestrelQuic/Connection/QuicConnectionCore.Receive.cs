@@ -156,7 +156,7 @@ internal sealed partial class QuicConnectionCore
 
         if (hp is null)
         {
-            BufferUndecryptable(packet, header.Type);
+            BufferUndecryptable(packet, header.Type, now);
             return;
         }
 
@@ -291,7 +291,7 @@ internal sealed partial class QuicConnectionCore
             OnPeerAddressChange(remoteAddress, probingOnly, packetNumber == state.Ack.LargestReceived + 1 || packetNumber > state.Ack.LargestReceived, datagramLength, now);
         }
 
-        state.Ack.OnPacketReceived(packetNumber, ackEliciting, now, _config.MaxAckDelay.Ticks, immediate: space != PacketNumberSpace.ApplicationData);
+        state.Ack.OnPacketReceived(packetNumber, ackEliciting, now, _config.MaxAckDelay.Ticks, immediate: space != PacketNumberSpace.ApplicationData, _reprocessedPacketReceivedTime);
         ResetIdleTimer(now);
         _ackElicitingSentSinceReceive = false;
     }
@@ -311,7 +311,7 @@ internal sealed partial class QuicConnectionCore
         return !_versionSettled && header.Type == PacketType.Initial && _config.SupportedVersions.Contains(header.Version);
     }
 
-    private void BufferUndecryptable(ReadOnlySpan<byte> packet, PacketType type)
+    private void BufferUndecryptable(ReadOnlySpan<byte> packet, PacketType type, long now)
     {
         // RFC 9001 §4.1.4: packets may arrive before their keys; keep a few (not Initials: their keys are always there).
         if (type is PacketType.Initial || (_undecryptable?.Count ?? 0) >= MaxBufferedUndecryptablePackets)
@@ -320,19 +320,29 @@ internal sealed partial class QuicConnectionCore
             return;
         }
 
-        (_undecryptable ??= new List<byte[]>()).Add(packet.ToArray());
+        (_undecryptable ??= new List<(byte[], long)>()).Add((packet.ToArray(), now));
     }
 
     private void ReprocessUndecryptable(long now)
     {
         if (_undecryptable is not { Count: > 0 } list) return;
         _undecryptable = null;
-        foreach (byte[] p in list)
+        foreach ((byte[] p, long receivedTime) in list)
         {
             if (State is not (ConnectionState.Handshake or ConnectionState.Established)) return;
             if (PacketHeaderParser.TryParse(p, _config.ConnectionIdLength, out PacketHeader h) && h.PacketLength == p.Length)
             {
-                ProcessPacket(p, in h, RemoteAddress, firstInDatagram: false, p.Length, now);
+                // Restored afterwards: this runs inside the processing of the packet that brought the keys.
+                long? outer = _reprocessedPacketReceivedTime;
+                _reprocessedPacketReceivedTime = receivedTime;
+                try
+                {
+                    ProcessPacket(p, in h, RemoteAddress, firstInDatagram: false, p.Length, now);
+                }
+                finally
+                {
+                    _reprocessedPacketReceivedTime = outer;
+                }
             }
         }
     }

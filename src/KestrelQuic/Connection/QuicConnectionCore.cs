@@ -87,7 +87,10 @@ internal sealed partial class QuicConnectionCore : IDisposable
     private bool _pendingCloseIsApplication;
     private string _pendingCloseReason = string.Empty;
     private int _pingsRequested;
-    private List<byte[]>? _undecryptable;
+    private List<(byte[] Packet, long ReceivedTime)>? _undecryptable;
+
+    // While a buffered packet is processed once its keys exist: when it arrived (its ACK Delay counts the wait).
+    private long? _reprocessedPacketReceivedTime;
     private long _lastCloseSentTime = long.MinValue;
     private readonly IConnectionTracerFactory? _tracers;
     private readonly IQlogSink? _qlog;

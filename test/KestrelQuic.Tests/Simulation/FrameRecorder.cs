@@ -13,8 +13,10 @@ namespace KestrelQuic.Tests.Simulation;
 /// <summary>
 /// One frame a connection decrypted (or sent), decoded from the packet payload the core traced. <see cref="Rejected"/>:
 /// the decoder refused it (not allowed in this packet type, malformed); decoding of that packet stopped there.
+/// For ACK frames, <see cref="LargestAcknowledged"/> and the raw <see cref="AckDelay"/> field.
 /// </summary>
-internal readonly record struct RecordedFrame(long Time, PacketType PacketType, FrameType Type, ulong RawType, ulong StreamId, ulong Maximum, bool Rejected = false);
+internal readonly record struct RecordedFrame(long Time, PacketType PacketType, FrameType Type, ulong RawType, ulong StreamId, ulong Maximum, bool Rejected = false,
+    long LargestAcknowledged = -1, ulong AckDelay = 0);
 
 /// <summary>
 /// Plugs into the cores' trace hook (<see cref="IConnectionTracerFactory"/>) and decodes every packet's plaintext
@@ -62,7 +64,9 @@ internal sealed class FrameRecorder : IConnectionTracerFactory
                 }
 
                 if (frame.Type == FrameType.Padding) continue;
-                into.Add(new RecordedFrame(now, type, frame.Type, frame.RawType, frame.StreamId, frame.Maximum));
+                bool ack = frame.Type is FrameType.Ack or FrameType.AckEcn;
+                into.Add(new RecordedFrame(now, type, frame.Type, frame.RawType, frame.StreamId, frame.Maximum,
+                    LargestAcknowledged: ack ? frame.Ack.LargestAcknowledged : -1, AckDelay: ack ? frame.Ack.AckDelay : 0));
             }
         }
 

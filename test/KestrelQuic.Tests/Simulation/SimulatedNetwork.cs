@@ -291,6 +291,9 @@ internal sealed class SimulatedNetwork : IDisposable
         }
     }
 
+    /// <summary>Delivers <paramref name="datagram"/> now, e.g. one a <see cref="Filter"/> held back (reordering).</summary>
+    public void Deliver(bool toServer, byte[] datagram) => Enqueue(new InFlight(toServer, datagram, CurrentClientAddress), Now);
+
     private void Enqueue(InFlight d, long time) => _queue.Enqueue(d, (time, _sequence++));
 
     public void DrainEvents()
