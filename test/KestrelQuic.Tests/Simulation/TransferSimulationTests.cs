@@ -87,6 +87,7 @@ public sealed class TransferSimulationTests
         long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         long coreAllocatedBefore = net.CoreAllocatedBytes;
         long packetsBefore = net.DatagramsToClient + net.DatagramsToServer;
+        long simulatedStart = net.Now;
         var sw = Stopwatch.StartNew();
         pump.Send(sender, id, payload);
         Assert.True(net.RunUntil(() => pump.Received.TryGetValue((receiver, id), out MemoryStream? r) && r.Length >= payload.Length / 2, TimeSpan.FromMinutes(10)), "first half did not arrive");
@@ -101,7 +102,7 @@ public sealed class TransferSimulationTests
 
         Assert.Equal(payload, pump.ReceivedBytes(receiver, id));
         double corePerPacket = (double)coreAllocated / Math.Max(1, packets);
-        _output.WriteLine($"10 MB with 10% loss: wall {sw.ElapsedMilliseconds} ms, simulated {TimeSpan.FromTicks(net.Now).TotalSeconds:F1} s, {packets} datagrams, lost {sender.Statistics.PacketsLost}; allocated per datagram: {corePerPacket:F1} B by the two connection cores (second half {secondHalf:F1} B), {allocated / Math.Max(1, packets)} B including the simulator's copies");
+        _output.WriteLine($"10 MB with 10% loss: wall {sw.ElapsedMilliseconds} ms, simulated {TimeSpan.FromTicks(net.Now - simulatedStart).TotalSeconds:F1} s, {packets} datagrams, lost {sender.Statistics.PacketsLost}; allocated per datagram: {corePerPacket:F1} B by the two connection cores (second half {secondHalf:F1} B), {allocated / Math.Max(1, packets)} B including the simulator's copies");
 
         // The per-packet path does not allocate, also under loss (retransmission, loss detection, reassembly).
         Assert.True(secondHalf < MaxCoreBytesPerDatagramUnderLoss, $"the connection cores allocated {secondHalf:F1} B per datagram in the second half");
