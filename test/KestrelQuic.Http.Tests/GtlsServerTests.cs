@@ -104,8 +104,15 @@ public sealed class GtlsServerTests
         using var client = new HttpClient(new ManagedHttp3Handler(TrustingOptions()));
         Uri uri = new(server.BaseUri, GtlsServer.LargeFile);
 
-        var watch = Stopwatch.StartNew();
+        // The first download runs on freshly jitted code (gtlsclient is compiled ahead of time); the second, on a new
+        // connection, shows the steady state. Both are reported.
+        var cold = Stopwatch.StartNew();
         byte[] hash = await GetSha256Async(client, uri);
+        cold.Stop();
+        Assert.Equal(GtlsServer.Sha256Of(GtlsServer.LargeFile), hash);
+        using var secondClient = new HttpClient(new ManagedHttp3Handler(TrustingOptions()));
+        var watch = Stopwatch.StartNew();
+        hash = await GetSha256Async(secondClient, uri);
         watch.Stop();
         Assert.Equal(GtlsServer.Sha256Of(GtlsServer.LargeFile), hash);
 
@@ -116,7 +123,7 @@ public sealed class GtlsServerTests
             byte[] referenceHash = SHA256.HashData(File.ReadAllBytes(Path.Combine(download, GtlsServer.LargeFile)));
             Assert.Equal(GtlsServer.Sha256Of(GtlsServer.LargeFile), referenceHash);
             double mb = GtlsServer.LargeSize / (1024.0 * 1024.0);
-            _output.WriteLine($"50 MB from gtlsserver: ManagedHttp3Handler {watch.Elapsed.TotalSeconds:F2} s ({mb / watch.Elapsed.TotalSeconds:F1} MB/s); gtlsclient {reference.TotalSeconds:F2} s ({mb / reference.TotalSeconds:F1} MB/s, process start included)");
+            _output.WriteLine($"50 MB from gtlsserver: ManagedHttp3Handler {watch.Elapsed.TotalSeconds:F2} s ({mb / watch.Elapsed.TotalSeconds:F1} MB/s; first download in the process {cold.Elapsed.TotalSeconds:F2} s); gtlsclient {reference.TotalSeconds:F2} s ({mb / reference.TotalSeconds:F1} MB/s, process start included)");
         }
         finally
         {
