@@ -5,6 +5,8 @@ using Xunit.Abstractions;
 
 namespace KestrelQuic.Tests.Simulation;
 
+// The lossy 10 MB transfers bound what the cores allocate per datagram: alone, like the other allocation tests.
+[Collection(nameof(AllocationMeasurementCollection))]
 public sealed class TransferSimulationTests
 {
     private readonly ITestOutputHelper _output;
