@@ -108,6 +108,13 @@ internal sealed class UdpRelay : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _loops = [];
     private readonly Lock _lock = new();
+    private readonly Lock _orderLock = new();
+
+    // The last in-order delayed send of each direction: a delay line keeps the order of what it carries (one timer
+    // per datagram does not: their continuations race on the thread pool, and a server such as gtlsserver drops
+    // 0-RTT packets that overtake the Initial).
+    private Task _toServerTail = Task.CompletedTask;
+    private Task _toClientTail = Task.CompletedTask;
     private Socket _back;
     private volatile IPEndPoint? _client;
     private long _toServerIndex;
@@ -269,11 +276,12 @@ internal sealed class UdpRelay : IAsyncDisposable
             counters.Reorder();
         }
 
-        Send(toServer, datagram, delay, counters);
+        // Datagrams held back on purpose (reordering, duplicates) may be overtaken; the others keep their order.
+        Send(toServer, datagram, delay, counters, keepOrder: delay == link.Delay);
         if (duplicate < link.DuplicateRate)
         {
             counters.Duplicate();
-            Send(toServer, datagram, delay + TimeSpan.FromMilliseconds(1), counters);
+            Send(toServer, datagram, delay + TimeSpan.FromMilliseconds(1), counters, keepOrder: false);
         }
     }
 
@@ -288,7 +296,7 @@ internal sealed class UdpRelay : IAsyncDisposable
         return elapsed % (long)link.BlackholePeriod.TotalMilliseconds < link.BlackholeDuration.TotalMilliseconds;
     }
 
-    private void Send(bool toServer, byte[] datagram, TimeSpan delay, RelayCounters counters)
+    private void Send(bool toServer, byte[] datagram, TimeSpan delay, RelayCounters counters, bool keepOrder)
     {
         if (delay <= TimeSpan.Zero)
         {
@@ -296,11 +304,20 @@ internal sealed class UdpRelay : IAsyncDisposable
             return;
         }
 
-        _ = Task.Delay(delay, _stop.Token).ContinueWith(
-            _ => SendNow(toServer, datagram, counters),
-            CancellationToken.None,
-            TaskContinuationOptions.OnlyOnRanToCompletion,
-            TaskScheduler.Default);
+        Task due = Task.Delay(delay, _stop.Token);
+        if (!keepOrder)
+        {
+            _ = due.ContinueWith(_ => SendNow(toServer, datagram, counters), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+            return;
+        }
+
+        // After the previous in-order datagram of this direction: its delay started earlier, so this adds no wait
+        // beyond timer jitter.
+        lock (_orderLock)
+        {
+            ref Task tail = ref toServer ? ref _toServerTail : ref _toClientTail;
+            tail = Task.WhenAll(tail, due).ContinueWith(_ => SendNow(toServer, datagram, counters), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+        }
     }
 
     private void SendNow(bool toServer, byte[] datagram, RelayCounters counters)

@@ -72,6 +72,8 @@ internal sealed partial class ClientRole(InteropWorkspace workspace) : IRole
             {
                 UseSystemTrust = false,
                 TrustedCertificateAuthorities = [workspace.Certificate, workspace.ChainRoot],
+                // Our qlog files beside the peers' logs when asked for (as the server role does).
+                QlogDirectory = Environment.GetEnvironmentVariable("KESTRELQUIC_INTEROP_QLOG") == "1" ? InteropWorkspace.LogDirectory : null,
             },
             ConnectTimeout = TimeSpan.FromSeconds(60),
         };
